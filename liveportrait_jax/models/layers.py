@@ -1,0 +1,156 @@
+"""Building blocks shared by the LivePortrait networks, channels-last (NHWC / NDHWC).
+
+Attribute names follow the reference modules (`conv`, `norm`, ...), so a parameter's NNX path reads the
+same as its PyTorch state-dict key. Epsilons and momenta are set explicitly: Flax's defaults differ from
+PyTorch's (BatchNorm eps 1e-5 vs 1e-5 is equal, but momentum 0.99 vs 0.1 and LayerNorm eps 1e-6 vs 1e-5
+are not).
+"""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+BN_EPS = 1e-5  # torch.nn.BatchNorm default
+BN_MOMENTUM = 0.9  # torch momentum 0.1 == flax momentum 0.9 (only matters when training the stats)
+IN_EPS = 1e-5  # torch.nn.InstanceNorm2d default
+
+
+def conv(in_features, out_features, kernel_size, *, rngs, padding=0, stride=1, groups=1,
+         use_bias=True, dtype=None):
+    """A PyTorch-style convolution (symmetric integer padding), 2-D or 3-D by len(kernel_size)."""
+    n = len(kernel_size)
+    return nnx.Conv(in_features, out_features, kernel_size=tuple(kernel_size),
+                    strides=(stride,) * n, padding=[(padding, padding)] * n,
+                    feature_group_count=groups, use_bias=use_bias, dtype=dtype,
+                    param_dtype=jnp.float32, rngs=rngs)
+
+
+def batch_norm(num_features, *, rngs, dtype=None):
+    """Inference-mode BatchNorm with the reference's running statistics (eps 1e-5)."""
+    return nnx.BatchNorm(num_features, use_running_average=True, momentum=BN_MOMENTUM,
+                         epsilon=BN_EPS, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+
+
+def linear(in_features, out_features, *, rngs, dtype=None):
+    return nnx.Linear(in_features, out_features, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+
+
+def instance_norm(x, eps=IN_EPS):
+    """InstanceNorm2d without affine parameters over (H, W) of an NHWC tensor, biased variance.
+
+    Statistics are taken in float32 so that a bf16 model keeps the reference's normalisation.
+    """
+    xf = x.astype(jnp.float32)
+    mean = jnp.mean(xf, axis=(1, 2), keepdims=True)
+    var = jnp.mean(jnp.square(xf - mean), axis=(1, 2), keepdims=True)
+    return ((xf - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
+
+
+def upsample_nearest(x, factors):
+    """Nearest upsampling by integer factors over the spatial axes (all but batch and channels)."""
+    for axis, f in enumerate(factors, start=1):
+        if f != 1:
+            x = jnp.repeat(x, f, axis=axis)
+    return x
+
+
+def resize_nearest(x, size):
+    """PyTorch `F.interpolate(mode='nearest')` of an NHWC tensor to spatial `size` = (h, w).
+
+    Source index = floor(dst * in / out), which is what PyTorch uses for the legacy 'nearest' mode.
+    """
+    _, h, w, _ = x.shape
+    oh, ow = size
+    if (oh, ow) == (h, w):
+        return x
+    iy = jnp.floor(jnp.arange(oh) * (h / oh)).astype(jnp.int32)
+    ix = jnp.floor(jnp.arange(ow) * (w / ow)).astype(jnp.int32)
+    return x[:, iy][:, :, ix]
+
+
+def pixel_shuffle(x, r):
+    """torch.nn.PixelShuffle for NHWC: channel c*r*r + i*r + j -> pixel (r*h + i, r*w + j) of channel c."""
+    b, h, w, crr = x.shape
+    c = crr // (r * r)
+    x = x.reshape(b, h, w, c, r, r)
+    x = x.transpose(0, 1, 4, 2, 5, 3)
+    return x.reshape(b, h * r, w * r, c)
+
+
+def fold_depth(x):
+    """(B, D, H, W, C) -> (B, H, W, C*D), channel index c*D + d as PyTorch's view(B, C*D, H, W)."""
+    b, d, h, w, c = x.shape
+    return x.transpose(0, 2, 3, 4, 1).reshape(b, h, w, c * d)
+
+
+def unfold_depth(x, channels):
+    """(B, H, W, C*D) -> (B, D, H, W, C), the inverse of `fold_depth` (PyTorch's view(B, C, D, H, W))."""
+    b, h, w, cd = x.shape
+    d = cd // channels
+    return x.reshape(b, h, w, channels, d).transpose(0, 4, 1, 2, 3)
+
+
+class SameBlock2d(nnx.Module):
+    """conv3x3 -> BN -> ReLU (or LeakyReLU 0.01), resolution preserved."""
+
+    def __init__(self, in_features, out_features, *, rngs, kernel_size=3, padding=1, lrelu=False,
+                 dtype=None):
+        self.conv = conv(in_features, out_features, (kernel_size, kernel_size), padding=padding,
+                         rngs=rngs, dtype=dtype)
+        self.norm = batch_norm(out_features, rngs=rngs, dtype=dtype)
+        self.lrelu = lrelu
+
+    def __call__(self, x):
+        x = self.norm(self.conv(x))
+        return jax.nn.leaky_relu(x, 0.01) if self.lrelu else jax.nn.relu(x)
+
+
+class DownBlock2d(nnx.Module):
+    """conv3x3 -> BN -> ReLU -> 2x2 average pool."""
+
+    def __init__(self, in_features, out_features, *, rngs, dtype=None):
+        self.conv = conv(in_features, out_features, (3, 3), padding=1, rngs=rngs, dtype=dtype)
+        self.norm = batch_norm(out_features, rngs=rngs, dtype=dtype)
+
+    def __call__(self, x):
+        x = jax.nn.relu(self.norm(self.conv(x)))
+        return nnx.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
+
+
+class ResBlock3d(nnx.Module):
+    """Pre-activation 3-D residual block: BN, ReLU, conv3, BN, ReLU, conv3, + x."""
+
+    def __init__(self, features, *, rngs, dtype=None):
+        self.conv1 = conv(features, features, (3, 3, 3), padding=1, rngs=rngs, dtype=dtype)
+        self.conv2 = conv(features, features, (3, 3, 3), padding=1, rngs=rngs, dtype=dtype)
+        self.norm1 = batch_norm(features, rngs=rngs, dtype=dtype)
+        self.norm2 = batch_norm(features, rngs=rngs, dtype=dtype)
+
+    def __call__(self, x):
+        out = self.conv1(jax.nn.relu(self.norm1(x)))
+        out = self.conv2(jax.nn.relu(self.norm2(out)))
+        return out + x
+
+
+class DownBlock3d(nnx.Module):
+    """conv3x3x3 -> BN -> ReLU -> average pool (1, 2, 2)."""
+
+    def __init__(self, in_features, out_features, *, rngs, dtype=None):
+        self.conv = conv(in_features, out_features, (3, 3, 3), padding=1, rngs=rngs, dtype=dtype)
+        self.norm = batch_norm(out_features, rngs=rngs, dtype=dtype)
+
+    def __call__(self, x):
+        x = jax.nn.relu(self.norm(self.conv(x)))
+        return nnx.avg_pool(x, window_shape=(1, 2, 2), strides=(1, 2, 2))
+
+
+class UpBlock3d(nnx.Module):
+    """Nearest upsample (1, 2, 2) -> conv3x3x3 -> BN -> ReLU."""
+
+    def __init__(self, in_features, out_features, *, rngs, dtype=None):
+        self.conv = conv(in_features, out_features, (3, 3, 3), padding=1, rngs=rngs, dtype=dtype)
+        self.norm = batch_norm(out_features, rngs=rngs, dtype=dtype)
+
+    def __call__(self, x):
+        x = upsample_nearest(x, (1, 2, 2))
+        return jax.nn.relu(self.norm(self.conv(x)))
