@@ -9,10 +9,11 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from liveportrait_jax.config import get_model_config
-from liveportrait_jax.models import NETWORKS, build_network
+from liveportrait_jax.models import NETWORKS, STITCHING_NETWORKS, build_network
 from liveportrait_jax.ops.keypoints import headpose_pred_to_degree, transform_keypoints
 from liveportrait_jax.ops.stitching import apply_stitching_delta, concat_feat
 
@@ -70,17 +71,17 @@ class LivePortraitModels:
         self._mlp = {n: _jit_method(g[n], lambda m, x: m(x).astype(jnp.float32))
                      for n in ('stitching', 'lip', 'eye')}
 
-        @jax.jit
-        def warp_decode(state_w, state_g, f_s, x_s, x_d):
-            warp = nnx.merge(g['warping_module'], state_w)
-            gen = nnx.merge(g['spade_generator'], state_g)
-            ret = warp(f_s.astype(self.dtype), x_d, x_s)
-            return {'out': gen(ret['out']),
-                    'occlusion_map': ret['occlusion_map'],
-                    'deformation': ret['deformation'],
-                    'warped_feature': ret['out'].astype(jnp.float32)}
+        dtype = self.dtype
 
-        self._warp_decode = warp_decode
+        def warp(m, f_s, x_s, x_d):
+            ret = m(f_s.astype(dtype), x_d, x_s)
+            return {'out': ret['out'].astype(jnp.float32), 'occlusion_map': ret['occlusion_map'],
+                    'deformation': ret['deformation'], 'mask': ret['mask']}
+
+        # W and G are jitted apart so that `decode` and `warp_decode` share one compiled G; the
+        # animation pipeline fuses them in its own jitted chunk function.
+        self._warp = _jit_method(g['warping_module'], warp)
+        self._decode = _jit_method(g['spade_generator'], lambda m, x: m(x.astype(dtype)))
 
     def __repr__(self):
         kind = 'RANDOM weights' if self.random_weights else f'weights from {self.source}'
@@ -134,13 +135,25 @@ class LivePortraitModels:
                                                                                  jnp.float32)))
         return delta.reshape(x_s.shape)
 
+    def warp(self, f_s, x_s, x_d):
+        """W: f_s (B, D, H, W, C), x_s, x_d (B, K, 3) -> dict out (B, 64, 64, 256) warped feature,
+        occlusion_map (B, 64, 64, 1), deformation (B, D, H, W, 3), mask (B, D, H, W, K+1)."""
+        return self._warp(self.states['warping_module'], jnp.asarray(f_s),
+                          jnp.asarray(x_s, jnp.float32), jnp.asarray(x_d, jnp.float32))
+
+    def decode(self, feature):
+        """G: warped feature (B, 64, 64, 256) -> image (B, 512, 512, 3) in [0, 1]."""
+        return self._decode(self.states['spade_generator'], jnp.asarray(feature))
+
     def warp_decode(self, f_s, x_s, x_d):
         """W + G: f_s (B, D, H, W, C), x_s, x_d (B, K, 3) -> dict
-        out (B, 512, 512, 3) in [0, 1], occlusion_map (B, 64, 64, 1), deformation (B, D, H, W, 3),
-        warped_feature (B, 64, 64, 256) (released config sizes)."""
-        return self._warp_decode(self.states['warping_module'], self.states['spade_generator'],
-                                 jnp.asarray(f_s), jnp.asarray(x_s, jnp.float32),
-                                 jnp.asarray(x_d, jnp.float32))
+        out (B, 512, 512, 3) in [0, 1]; and W's intermediates occlusion_map (B, 64, 64, 1),
+        deformation (B, D, H, W, 3), mask (B, D, H, W, K+1), warped_feature (B, 64, 64, 256)
+        (released config sizes)."""
+        ret = self.warp(f_s, x_s, x_d)
+        ret['warped_feature'] = ret.pop('out')
+        ret['out'] = self.decode(ret['warped_feature'])
+        return ret
 
 
 @jax.jit
@@ -160,18 +173,51 @@ def _resolve_config(config):
 
 
 def build_models(config='full', *, seed=0, dtype=jnp.float32, abstract=False):
-    """{name: nnx.Module} for every network of `config`, randomly initialised (or abstract)."""
+    """{name: nnx.Module} for every network of `config`: abstract (shapes only) or random.
+
+    Random weights are drawn with numpy rather than Flax's initialisers: those compile one XLA
+    program per parameter, which costs tens of seconds on CPU. Kernels get N(0, 1/fan_in) (LeCun
+    normal), biases 0; norms start as identities (scale 1, bias 0, running mean 0, variance 1).
+    """
     config = _resolve_config(config)
 
     def make():
         rngs = nnx.Rngs(seed)
-        return {name: build_network(name, config, rngs=rngs, dtype=dtype) for name in NETWORKS}
+        # The stitching/retargeting MLPs cost nothing next to the conv nets; they stay float32 so
+        # a reduced-precision model keeps exact keypoint offsets.
+        return {name: build_network(name, config, rngs=rngs,
+                                    dtype=None if name in STITCHING_NETWORKS else dtype)
+                for name in NETWORKS}
 
-    return nnx.eval_shape(make) if abstract else make()
+    modules = nnx.eval_shape(make)
+    if abstract:
+        return modules
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in NETWORKS:
+        graphdef, state = nnx.split(modules[name])
+        pure = nnx.to_pure_dict(state)
+        for path, var in nnx.to_flat_state(state):
+            node = pure
+            for p in path[:-1]:
+                node = node[p]
+            node[path[-1]] = jnp.asarray(_random_leaf(path[-1], var.value.shape, rng))
+        nnx.replace_by_pure_dict(state, pure)
+        out[name] = nnx.merge(graphdef, state)
+    return out
+
+
+def _random_leaf(leaf, shape, rng):
+    if leaf == 'kernel':
+        fan_in = int(np.prod(shape[:-1]))
+        return (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
+    if leaf in ('scale', 'var'):
+        return np.ones(shape, np.float32)
+    return np.zeros(shape, np.float32)  # bias, mean, GRN gamma/beta
 
 
 def init_random_models(config='full', seed=0, *, dtype=jnp.float32):
-    """A LivePortraitModels with RANDOM weights (Flax default initialisers) for tests and demos.
+    """A LivePortraitModels with RANDOM weights for tests and demos (see `build_models`).
 
     Its outputs mean nothing; `random_weights` is True so that callers can label them as such.
     """

@@ -16,6 +16,7 @@ def apply_stitching_delta(kp_driving, delta):
 
     The first 3K values move each keypoint; the last two shift every keypoint's (x, y).
     """
+    kp_driving, delta = jnp.asarray(kp_driving), jnp.asarray(delta)
     bs, num_kp = kp_driving.shape[:2]
     delta_exp = delta[:, :3 * num_kp].reshape(bs, num_kp, 3)
     delta_txty = delta[:, 3 * num_kp:3 * num_kp + 2].reshape(bs, 1, 2)

@@ -57,7 +57,7 @@ def torch_state_dicts(files):
 def fill_state(module, flat_arrays, dtype=None):
     """nnx.State of `module` (abstract or concrete) with values from {dotted path: array}."""
     state = nnx.state(module)
-    pure = state.to_pure_dict()
+    pure = nnx.to_pure_dict(state)
     for path, _ in nnx.to_flat_state(state):
         node = pure
         for p in path[:-1]:
@@ -111,7 +111,7 @@ def save_flat_model_set(directory, flat_by_network, metadata):
 
     config = get_model_config(metadata['config'])
     abstract = build_models(config, abstract=True)
-    tree = {name: fill_state(abstract[name], flat_by_network[name]).to_pure_dict()
+    tree = {name: nnx.to_pure_dict(fill_state(abstract[name], flat_by_network[name]))
             for name in NETWORKS}
     os.makedirs(directory)
     ckptr = ocp.StandardCheckpointer()
@@ -162,7 +162,7 @@ def load_model_set(path, *, dtype=jnp.float32, variant='human'):
     config = get_model_config(meta['config'])
     abstract = build_models(config, dtype=dtype, abstract=True)
     target = {name: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
-                                 nnx.state(abstract[name]).to_pure_dict())
+                                 nnx.to_pure_dict(nnx.state(abstract[name])))
               for name in NETWORKS}
     params = os.path.abspath(os.path.join(directory, PARAMS))
     try:

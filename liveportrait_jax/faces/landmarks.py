@@ -1,0 +1,271 @@
+"""MediaPipe FaceMesh wrapper: 478 face landmarks per face, in pixel coordinates.
+
+The reference LivePortrait detects faces with insightface and refines them with its own 203-point
+landmark model. We use MediaPipe FaceMesh instead (``refine_landmarks=True``: 468 mesh points plus
+10 iris points = 478), because its models ship inside the mediapipe 0.10.21 wheel and so work
+offline. ``crop.py`` and ``ratios.py`` pick the MediaPipe indices that reproduce the reference's
+crop geometry and eye/lip ratios.
+
+Layouts
+-------
+* input images: RGB, uint8, ``(H, W, 3)``.
+* ``Face.landmarks``: ``(478, 2)`` float32, ``(x, y)`` in pixels of the input image
+  (x to the right, y down; MediaPipe's normalised coordinates times width / height).
+* ``Face.bbox``: ``(4,)`` float32 ``(x0, y0, x1, y1)``, the tight box around the landmarks.
+
+mediapipe is imported lazily, inside the functions that need it, so importing this module (and
+``liveportrait_jax.faces``) stays cheap and the model code never pulls it in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+NUM_LANDMARKS = 478
+
+
+class NoFaceError(ValueError):
+    """No face was found. The message names the file (and frame) so a user knows which input failed."""
+
+    def __init__(self, source_name: Optional[str] = None, frame_index: Optional[int] = None,
+                 detail: str = ""):
+        self.source_name = source_name
+        self.frame_index = frame_index
+        where = repr(str(source_name)) if source_name is not None else "the input image"
+        if frame_index is not None:
+            where += f", frame {frame_index}"
+        super().__init__(f"{where}: {detail}" if detail else f"no face found in {where}")
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face.
+
+    landmarks: (478, 2) float32 pixel (x, y).
+    bbox: (4,) float32 (x0, y0, x1, y1) around the landmarks.
+    landmarks_z: (478,) float32 MediaPipe relative depth, in the same pixel scale as x (its scale
+      follows the image width); kept for callers that want it, not used by the crop.
+    """
+
+    landmarks: np.ndarray
+    bbox: np.ndarray
+    landmarks_z: Optional[np.ndarray] = None
+
+    @property
+    def area(self) -> float:
+        x0, y0, x1, y1 = self.bbox
+        return float(max(x1 - x0, 0.0) * max(y1 - y0, 0.0))
+
+
+def _check_image(image_rgb: np.ndarray, source_name: Optional[str], frame_index: Optional[int]):
+    where = repr(str(source_name)) if source_name is not None else "input image"
+    if frame_index is not None:
+        where += f", frame {frame_index}"
+    arr = np.asarray(image_rgb)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"{where}: expected an RGB image of shape (H, W, 3), got {arr.shape}")
+    if arr.dtype != np.uint8:
+        raise ValueError(f"{where}: expected uint8 RGB, got dtype {arr.dtype}")
+    if arr.shape[0] < 8 or arr.shape[1] < 8:
+        raise ValueError(f"{where}: image too small ({arr.shape[1]}x{arr.shape[0]})")
+    # MediaPipe needs a C-contiguous buffer.
+    return np.ascontiguousarray(arr)
+
+
+def _bbox_of(points: np.ndarray) -> np.ndarray:
+    return np.concatenate([points.min(axis=0), points.max(axis=0)]).astype(np.float32)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(x1 - x0, 0.0) * max(y1 - y0, 0.0)
+    ua = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / ua) if ua > 0 else 0.0
+
+
+class FaceLandmarker:
+    """Thin stateful wrapper over ``mp.solutions.face_mesh.FaceMesh``.
+
+    static_image_mode=True runs the face detector on every call (use for independent images);
+    False tracks faces from the previous call's landmarks (use for consecutive video frames: faster
+    and temporally steadier). One instance per image stream; use as a context manager or call
+    ``close()`` to free the MediaPipe graph.
+    """
+
+    def __init__(self, static_image_mode: bool = True, max_num_faces: int = 4,
+                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5):
+        import mediapipe as mp  # lazy: keeps `import liveportrait_jax.faces` cheap
+
+        self.static_image_mode = static_image_mode
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=static_image_mode,
+            max_num_faces=max_num_faces,
+            refine_landmarks=True,
+            min_detection_confidence=min_detection_confidence,
+            min_tracking_confidence=min_tracking_confidence,
+        )
+
+    def close(self) -> None:
+        if self._mesh is not None:
+            self._mesh.close()
+            self._mesh = None
+
+    def __enter__(self) -> "FaceLandmarker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _run(self, img: np.ndarray, offset=(0.0, 0.0), full_hw=None) -> List[Tuple[Face, float]]:
+        """Faces in ``img`` as (Face in full-image pixels, margin to the window edge in px)."""
+        h, w = img.shape[:2]
+        result = self._mesh.process(img)
+        out = []
+        for lms in result.multi_face_landmarks or []:
+            xyz = np.array([(p.x, p.y, p.z) for p in lms.landmark], dtype=np.float64)
+            pts = np.stack([xyz[:, 0] * w, xyz[:, 1] * h], axis=1)
+            box = _bbox_of(pts)
+            margin = float(min(box[0], box[1], w - box[2], h - box[3]))
+            pts = (pts + np.asarray(offset)).astype(np.float32)
+            out.append((Face(landmarks=pts, bbox=_bbox_of(pts),
+                             landmarks_z=(xyz[:, 2] * w).astype(np.float32)), margin))
+        return out
+
+    def _tiles(self, img: np.ndarray) -> List[Tuple[Face, float]]:
+        # MediaPipe's face detector (BlazeFace short range, 128x128 input over the whole image)
+        # misses faces smaller than about 12% of the image's long side. Windows of half the long
+        # side, overlapping by half, double the apparent face size; every face up to a quarter of
+        # the long side lies whole in at least one window.
+        H, W = img.shape[:2]
+        side = max(H, W) // 2
+        if side < 64:
+            return []
+        step = side // 2
+        ys = sorted({min(y, max(H - side, 0)) for y in range(0, max(H - side, 0) + step, step)})
+        xs = sorted({min(x, max(W - side, 0)) for x in range(0, max(W - side, 0) + step, step)})
+        found = []
+        for y in ys:
+            for x in xs:
+                tile = np.ascontiguousarray(img[y:y + side, x:x + side])
+                found.extend(self._run(tile, offset=(x, y)))
+        return found
+
+    def detect(self, image_rgb: np.ndarray, *, source_name: Optional[str] = None,
+               frame_index: Optional[int] = None, min_faces: int = 1,
+               search_small: Optional[bool] = None) -> List[Face]:
+        """All faces in ``image_rgb`` (H, W, 3 uint8 RGB), largest bbox first; [] if none.
+
+        search_small: also search zoomed-in windows for small faces (see _tiles). None -> only
+        in static mode and only when the whole-image pass finds fewer than ``min_faces`` faces.
+        Never used in tracking mode, whose state must follow one image stream.
+        """
+        if self._mesh is None:
+            raise RuntimeError("FaceLandmarker is closed")
+        img = _check_image(image_rgb, source_name, frame_index)
+        found = [(f, np.inf) for f, _ in self._run(img)]   # whole-image faces are preferred
+        if search_small is None:
+            search_small = self.static_image_mode and len(found) < min_faces
+        if search_small and self.static_image_mode:
+            found.extend(self._tiles(img))
+        # Merge duplicates (a face seen whole and in windows): keep the one farthest from its
+        # window's edge, i.e. the least likely to be cut off.
+        found.sort(key=lambda fm: fm[1], reverse=True)
+        faces: List[Face] = []
+        for f, _ in found:
+            if all(_iou(f.bbox, g.bbox) < 0.3 for g in faces):
+                faces.append(f)
+        # Same rule as the reference's default direction "large-small".
+        faces.sort(key=lambda f: f.area, reverse=True)
+        return faces
+
+    def get(self, image_rgb: np.ndarray, face_index: int = 0, *, source_name: Optional[str] = None,
+            frame_index: Optional[int] = None) -> Face:
+        """The ``face_index``-th largest face; raises NoFaceError when there are too few faces."""
+        faces = self.detect(image_rgb, source_name=source_name, frame_index=frame_index,
+                            min_faces=face_index + 1)
+        if not faces:
+            raise NoFaceError(source_name, frame_index)
+        if not 0 <= face_index < len(faces):
+            raise NoFaceError(source_name, frame_index,
+                              f"face_index={face_index} requested but only {len(faces)} face(s) found")
+        return faces[face_index]
+
+
+def detect_faces(image_rgb: np.ndarray, max_num_faces: int = 4, *, search_small: bool = True,
+                 source_name: Optional[str] = None) -> List[Face]:
+    """All faces in one image (static mode), largest first; [] if none.
+
+    search_small: also look in zoomed windows, so faces down to ~6% of the image's long side are
+    listed (MediaPipe alone needs ~12%); costs about ten FaceMesh runs instead of one.
+    """
+    with FaceLandmarker(static_image_mode=True, max_num_faces=max_num_faces) as fl:
+        return fl.detect(image_rgb, source_name=source_name, search_small=search_small)
+
+
+def detect_face(image_rgb: np.ndarray, face_index: int = 0, *, max_num_faces: int = 4,
+                source_name: Optional[str] = None) -> Face:
+    """One face of one image (static mode); raises NoFaceError naming ``source_name``."""
+    max_num_faces = max(max_num_faces, face_index + 1)
+    with FaceLandmarker(static_image_mode=True, max_num_faces=max_num_faces) as fl:
+        return fl.get(image_rgb, face_index, source_name=source_name)
+
+
+def track_faces(frames: Iterable[np.ndarray], face_index: int = 0, *, max_num_faces: int = 4,
+                source_name: Optional[str] = None, on_missing: str = "raise") -> List[Face]:
+    """One face per video frame, in MediaPipe's tracking mode.
+
+    frames: iterable of (H, W, 3) uint8 RGB frames.
+    face_index: which face to follow, counted largest first on the first frame; on later frames
+      the face whose bbox overlaps the previous one most is kept, so the choice does not jump to
+      another person when sizes change.
+    on_missing: "raise" -> NoFaceError naming ``source_name`` and the frame index;
+      "hold" -> reuse the previous frame's face (leading frames without a face take the first
+      face found), for videos with short drop-outs (motion blur, occlusion).
+    Returns a list with one Face per frame.
+    Tracking mode has no zoomed search: faces under ~12% of the frame's long side are not found
+    (driving clips are face close-ups, so this rarely matters).
+    """
+    if on_missing not in ("raise", "hold"):
+        raise ValueError(f"on_missing must be 'raise' or 'hold', got {on_missing!r}")
+    out: List[Optional[Face]] = []
+    prev: Optional[Face] = None
+    max_num_faces = max(max_num_faces, face_index + 1)
+    with FaceLandmarker(static_image_mode=False, max_num_faces=max_num_faces) as fl:
+        for i, frame in enumerate(frames):
+            faces = fl.detect(frame, source_name=source_name, frame_index=i)
+            face = None
+            if prev is None:
+                if len(faces) > face_index:
+                    face = faces[face_index]
+                elif faces and on_missing == "raise":
+                    raise NoFaceError(source_name, i, f"face_index={face_index} requested but "
+                                                      f"only {len(faces)} face(s) found")
+            elif len(faces) == 1:
+                face = faces[0]      # one face: it is the one we follow (even across a cut)
+            elif faces:
+                face = max(faces, key=lambda f: _iou(f.bbox, prev.bbox))
+            if face is None:
+                if on_missing == "raise":
+                    raise NoFaceError(source_name, i)
+                face = prev
+            out.append(face)
+            if face is not None:
+                prev = face
+    if not out:
+        raise ValueError(f"{source_name or 'video'}: no frames")
+    if out[0] is None:
+        first = next((f for f in out if f is not None), None)
+        if first is None:
+            raise NoFaceError(source_name, None, "no face in any frame")
+        # Only leading frames can still be None: later gaps were held with `prev`.
+        out = [f if f is not None else first for f in out]
+    return out  # type: ignore[return-value]
+
+
+def stack_landmarks(faces: Sequence[Face]) -> np.ndarray:
+    """(T, 478, 2) float32 from a list of Faces (e.g. the output of track_faces)."""
+    return np.stack([f.landmarks for f in faces]).astype(np.float32)
