@@ -29,17 +29,27 @@ def build_parser():
     p.add_argument('--config', default='auto', choices=('auto', 'full', 'tiny'),
                    help='model config of the checkpoints (default: auto-detect)')
     p.set_defaults(func=_cmd_convert)
+
+    from liveportrait_jax import cli_animate, cli_bench
+    cli_animate.add_parser(sub)
+    cli_bench.add_parser(sub)
     return parser
 
 
 def main(argv=None):
-    from liveportrait_jax.weights.errors import CheckpointError
+    from liveportrait_jax.io.errors import OutputError
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CheckpointError, FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, OutputError) as e:
+        # CheckpointError, InputError, NoFaceError and option errors are ValueErrors: one clear
+        # line naming the file and the problem instead of a traceback.
         print(f'liveportrait-jax {args.command}: error: {e}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f'liveportrait-jax {args.command}: interrupted; no partial output was kept',
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == '__main__':

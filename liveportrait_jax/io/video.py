@@ -337,9 +337,16 @@ def write_video(path: os.PathLike | str, frames: Iterable[np.ndarray], fps: floa
 
 
 def _mux_audio(video: str, audio_source: str, out: str, shown: str) -> None:
-    """Copy the video stream of `video` and the first audio stream of `audio_source` into `out`."""
-    base = ["-y", "-loglevel", "error", "-i", video, "-i", audio_source, "-map", "0:v:0", "-map", "1:a:0",
-            "-c:v", "copy", "-shortest", "-movflags", "+faststart"]
+    """Copy the video stream of `video` and the first audio stream of `audio_source` into `out`.
+
+    The audio input is trimmed to the video's duration. `-shortest` is not used: with a copied
+    video stream it cuts at the muxer's interleaving granularity and drops the last video frames
+    (8 frames at 10 fps with 1 s of audio came out as 5).
+    """
+    duration = probe_video(video).duration_s
+    trim = ["-t", f"{duration:.6f}"] if duration else []
+    base = ["-y", "-loglevel", "error", "-i", video, *trim, "-i", audio_source, "-map", "0:v:0",
+            "-map", "1:a:0", "-c:v", "copy", "-movflags", "+faststart"]
     res = run_ffmpeg(base + ["-c:a", "copy", out])
     if res.returncode != 0:
         # e.g. PCM audio from a .mov/.avi cannot be stream-copied into mp4: re-encode it.

@@ -56,17 +56,17 @@ def transform_keypoints(kp_info, rotation=None):
     Returns:
       (B, K, 3) transformed keypoints. t_z is ignored, as in the reference.
     """
-    kp = kp_info['kp']
+    kp = jnp.asarray(kp_info['kp'])
     bs = kp.shape[0]
     kp = kp.reshape(bs, -1, 3)
-    exp = kp_info['exp'].reshape(bs, -1, 3)
+    exp = jnp.asarray(kp_info['exp']).reshape(bs, -1, 3)
     if rotation is None:
         rotation = get_rotation_matrix(headpose_pred_to_degree(kp_info['pitch']),
                                        headpose_pred_to_degree(kp_info['yaw']),
                                        headpose_pred_to_degree(kp_info['roll']))
     out = kp @ rotation + exp
-    out = out * kp_info['scale'].reshape(bs, 1, 1)
-    t = kp_info['t'].reshape(bs, 3)
+    out = out * jnp.asarray(kp_info['scale']).reshape(bs, 1, 1)
+    t = jnp.asarray(kp_info['t']).reshape(bs, 3)
     return out.at[:, :, 0:2].add(t[:, None, 0:2])
 
 

@@ -11,7 +11,6 @@ import os
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from liveportrait_jax.api import LivePortraitModels, build_models
@@ -187,7 +186,30 @@ def sha256_file(path, chunk=1 << 20):
     return h.hexdigest()
 
 
+
+
+def replace_stitching_module(models, path):
+    """A copy of `models` whose stitching / eye / lip MLPs come from a stitching `.pth` file.
+
+    The file has the reference's layout ({'retarget_shoulder', 'retarget_mouth', 'retarget_eye'}),
+    e.g. a head fine-tuned and exported with liveportrait-jax; it is loaded strictly.
+    """
+    packed = load_torch_checkpoint(path)
+    networks = dict(models.networks)
+    for name in STITCHING_NETWORKS:
+        key = STITCHING_FILE_KEYS[name]
+        if not isinstance(packed, dict) or key not in packed:
+            raise CheckpointError(f'{path}: not a stitching/retargeting checkpoint (no {key!r})')
+        flat = map_state_dict(name, strip_ddp_prefix(packed[key]),
+                              flat_state_shapes(models.networks[name]), source=f'{path}[{key}]')
+        graphdef, _ = nnx.split(models.networks[name])
+        networks[name] = nnx.merge(graphdef, fill_state(models.networks[name], flat))
+    return LivePortraitModels(networks, models.config, dtype=models.dtype,
+                              random_weights=models.random_weights,
+                              source=f'{models.source} + S from {path}')
+
+
 __all__ = ['FORMAT', 'load_model_set', 'load_torch_model_set', 'map_torch_state_dicts',
+           'replace_stitching_module',
            'models_from_flat', 'read_metadata', 'resolve_model_set', 'save_flat_model_set',
            'sha256_file', 'torch_state_dicts']
-del np
