@@ -78,8 +78,10 @@ def add_parser(sub):
                     'image or motion template (.pkl). Writes <source>--<driving>.mp4, a '
                     '_concat.mp4 comparison (driving | source | result) and the driving motion as '
                     '<driving>.pkl to OUTDIR.')
-    p.add_argument('-s', '--source', help='source portrait image or video')
-    p.add_argument('-d', '--driving', help='driving video, image or motion template (.pkl)')
+    p.add_argument('-s', '--source', help='source portrait image or video (default: built-in '
+                   'demo media, the scikit-image astronaut)')
+    p.add_argument('-d', '--driving', help='driving video, image or motion template (.pkl) '
+                   '(default: a clip synthesised from the astronaut)')
     p.add_argument('-o', '--output-dir', default='animations', metavar='OUTDIR',
                    help='output directory (default: animations)')
     p.add_argument('--weights', default='weights', metavar='DIR',
@@ -87,8 +89,8 @@ def add_parser(sub):
     p.add_argument('--animals', action='store_true',
                    help='animal mode: the animals model set and a cat-face (or --crop-box) crop')
     p.add_argument('--demo', action='store_true',
-                   help='no weights needed: RANDOM weights on built-in public-domain media '
-                        '(scikit-image astronaut and a clip synthesised from it)')
+                   help='use RANDOM weights (labelled in every frame); also the fallback when '
+                        'no -s/-d are given and no converted weights are found')
     p.add_argument('--config', default='tiny', choices=('tiny', 'full'),
                    help='model config of the random demo weights (default: tiny, fast)')
     p.add_argument('--chunk', type=int, default=8, help='frames per device batch (default 8)')
@@ -133,22 +135,32 @@ def run(args):
     if args.animals and args.flag_stitching is None:
         overrides['flag_stitching'] = False  # the reference disables stitching for animals
     options = options_from_args(args, **overrides)
-    if args.demo:
+    builtin_media = not (args.source or args.driving)
+    if (args.source is None) != (args.driving is None):
+        raise ValueError('give both -s SOURCE and -d DRIVING, or neither (built-in demo media)')
+    demo = args.demo
+    if not demo and builtin_media:
+        from liveportrait_jax.weights.checkpoint import CheckpointError, resolve_model_set
+        try:
+            resolve_model_set(args.weights, 'animals' if args.animals else 'human')
+        except CheckpointError as e:
+            log.warning('%s\nNo weights: falling back to the demo (random weights).', e)
+            demo = True
+    if demo:
         log.warning('=' * 72)
         log.warning('DEMO MODE: RANDOM WEIGHTS (config %r). The output is noise, not an '
                     'animation;\nit is labelled as such in every frame. For real results convert '
                     'the released\nweights (README, "Weights") and drop --demo.', args.config)
         log.warning('=' * 72)
         models = lp.init_random_models(args.config, seed=0, dtype=dtype)
-        if not (args.source and args.driving):
-            from liveportrait_jax.pipeline.demo import write_demo_inputs
-            src, drv = write_demo_inputs(os.path.join(args.output_dir, 'demo_inputs'))
-            args.source, args.driving = args.source or src, args.driving or drv
     else:
-        if not (args.source and args.driving):
-            raise ValueError('animate needs -s SOURCE and -d DRIVING (or --demo)')
         models = lp.load_models(args.weights, dtype=dtype,
                                 variant='animals' if args.animals else 'human')
+    if builtin_media:
+        from liveportrait_jax.pipeline.demo import write_demo_inputs
+        args.source, args.driving = write_demo_inputs(os.path.join(args.output_dir, 'demo_inputs'))
+        log.info('inputs: scikit-image astronaut (public domain) and a driving clip synthesised '
+                 'from it')
     if args.stitching_weights:
         from liveportrait_jax.weights.checkpoint import replace_stitching_module
         models = replace_stitching_module(models, args.stitching_weights)

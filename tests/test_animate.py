@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import liveportrait_jax as lp
+import liveportrait_jax.pipeline
 from liveportrait_jax.io import (
     InputError, VideoWriter, load_template, load_video_frames, probe_video, save_image)
 from liveportrait_jax.pipeline import AnimateOptions, animate
@@ -228,3 +229,17 @@ def test_bench_writes_json(tmp_path):
     stages = data['stages_ms_per_frame']['chunk 2']
     assert all(stages[k] > 0 for k in ('M (motion extractor)', 'W (warping)', 'G (generator)'))
     assert data['end_to_end']['2']['frames_per_s'] > 0
+
+
+def test_animate_frames_in_memory(models):
+    src = astronaut()[None]
+    drv = synth_driving_frames(3)
+    r = lp.pipeline.animate_frames(models, src, drv, chunk=2)
+    assert r.n_frames == 3 and r.crops.shape == (3, 128, 128, 3)
+    assert r.frames.shape == (3, 512, 512, 3) and r.frames.dtype == np.uint8
+    no_paste = lp.pipeline.animate_frames(models, src, drv, AnimateOptions(flag_pasteback=False),
+                                          chunk=2)
+    assert no_paste.frames.shape == (3, 512, 512, 3)
+    np.testing.assert_array_equal(no_paste.crops, r.crops)
+    with pytest.raises(InputError, match='uint8'):
+        lp.pipeline.animate_frames(models, src.astype(np.float32), drv)

@@ -1,6 +1,8 @@
 """The animation pipeline: inputs, motion composition, chunked rendering, outputs."""
 
-from liveportrait_jax.pipeline.animate import AnimateResult, animate
+from liveportrait_jax.pipeline.animate import (
+    AnimateResult, FramesResult, animate, animate_frames, plan_animation, render_chunks)
 from liveportrait_jax.pipeline.options import AnimateOptions
 
-__all__ = ['AnimateOptions', 'AnimateResult', 'animate']
+__all__ = ['AnimateOptions', 'AnimateResult', 'FramesResult', 'animate', 'animate_frames',
+           'plan_animation', 'render_chunks']

@@ -16,7 +16,6 @@ import time
 from typing import Optional
 
 import cv2
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -25,7 +24,8 @@ from liveportrait_jax.io import (
     MotionTemplate, VideoWriter, concat_side_by_side, save_image, save_template, write_gif)
 from liveportrait_jax.pipeline import motion as motion_lib
 from liveportrait_jax.pipeline.chunks import Chunker
-from liveportrait_jax.pipeline.inputs import load_driving, load_source
+from liveportrait_jax.pipeline.inputs import (
+    driving_from_frames, load_driving, load_source, source_from_frames)
 from liveportrait_jax.pipeline.kernels import kernels_for
 from liveportrait_jax.pipeline.options import AnimateOptions
 
@@ -158,8 +158,7 @@ class _Outputs:
     def __init__(self, source, driving, options, paths, fps, audio_from, label, n_frames):
         self.source, self.driving, self.options = source, driving, options
         self.paths, self.label, self.n = paths, label, n_frames
-        self.paste = options.flag_pasteback and options.flag_do_crop and source.M_c2o is not None
-        self.mask = faces.make_paste_back_mask(options.dsize) if self.paste else None
+        self.composer = FrameComposer(source, options, label)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         self.futures = []
         self.video = self.concat = None
@@ -181,14 +180,8 @@ class _Outputs:
         for j, crop in enumerate(crops):
             i = start + j
             s = i if src.is_video else 0
-            crop = cv2.resize(crop, (self.options.dsize, self.options.dsize)) \
-                if crop.shape[0] != self.options.dsize else crop
-            if self.paste:
-                frame = faces.paste_back(crop, src.M_c2o[s], src.frames[s], self.mask)
-            else:
-                frame = crop
-            if self.label:
-                frame = burn_label(frame, self.label)
+            frame = self.composer.frame(i, crop)
+            crop = self.composer.crop_at_dsize(crop)
             panels = None
             if self.paths['concat']:
                 d = self.driving.crops_256[min(i, len(self.driving.crops_256) - 1)] \
@@ -245,6 +238,128 @@ def _progress_bar(total, desc, enabled):
     return bar.update, bar.close
 
 
+@dataclasses.dataclass
+class Plan:
+    """Everything the render stage needs: keypoints for every output frame."""
+    source: object  # SourceInput
+    driving: object  # DrivingInput
+    n_frames: int
+    x_s: np.ndarray  # (1 or N, K, 3)
+    x_d: np.ndarray  # (N, K, 3)
+    driving_motion: dict  # (N_driving, ...) arrays, for writing a template
+    timings: dict
+
+
+def plan_animation(models, src, drv, options, *, chunk=8, lip_array=None, progress=False):
+    """Stages 2 and 3: motion extraction (M) and keypoint composition, for loaded inputs."""
+    timings = {}
+    if src.is_video and drv.is_video:
+        n = min(len(src.frames), drv.n_frames)
+    elif src.is_video:
+        n = len(src.frames)
+    else:
+        n = drv.n_frames
+    kernels = kernels_for(models)
+    chunker = Chunker(chunk)
+    t = time.perf_counter()
+    update, close = _progress_bar(drv.n_frames + len(src.frames), 'motion (M)', progress)
+    drv_motion = _driving_motion(kernels, drv, chunker, update)
+    src_motion = _extract_motion(kernels, src.crops_256[:n] if src.is_video else src.crops_256,
+                                 chunker, update)
+    close()
+    timings['motion (M)'] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    src_eye = src_lip = None
+    if src.landmarks is not None:
+        src_eye = faces.eye_close_ratio(src.landmarks).astype(np.float32)
+        src_lip = faces.lip_close_ratio(src.landmarks).astype(np.float32)
+        if src.is_video:
+            src_eye, src_lip = src_eye[:n], src_lip[:n]
+    x_s = src_motion['x_s']
+    x_d = compose_keypoints(
+        kernels, src_motion, _take(drv_motion, n), x_s, options, source_is_video=src.is_video,
+        driving_is_video=drv.is_video, src_eye=src_eye, src_lip=src_lip,
+        drv_eye=None if drv.eye_ratio is None else _take({'e': drv.eye_ratio}, n)['e'],
+        drv_lip=None if drv.lip_ratio is None else _take({'l': drv.lip_ratio}, n)['l'],
+        lip_array=None if lip_array is None else np.asarray(lip_array, np.float32).reshape(-1, 3))
+    timings['compose (keypoints, S)'] = time.perf_counter() - t
+    return Plan(src, drv, n, x_s, x_d, drv_motion, timings)
+
+
+def render_chunks(models, plan, *, chunk=8):
+    """Stage 4: yields (start, (C, 512, 512, 3) uint8 animated crops) chunk by chunk."""
+    kernels = kernels_for(models)
+    chunker = Chunker(chunk)
+    src, n = plan.source, plan.n_frames
+    if src.is_video:
+        fn, arrays = kernels.render_video_source, [src.crops_256[:n], plan.x_s[:n], plan.x_d]
+    else:
+        f_s = kernels.feature(src.crops_256[:1])
+        x_s = plan.x_s[:1]
+        fn, arrays = (lambda xd: kernels.render_image_source(f_s, x_s, xd)), [plan.x_d]
+    yield from chunker.iterate(fn, arrays, n)
+
+
+@dataclasses.dataclass
+class FramesResult:
+    crops: np.ndarray  # (N, 512, 512, 3) uint8 animated face crops (model resolution)
+    frames: np.ndarray  # (N, H, W, 3) uint8 pasted back into the source (or the crops)
+    n_frames: int
+    x_d: np.ndarray  # (N, 21, 3) driving keypoints used
+    timings: dict
+
+
+def animate_frames(models, source_frames, driving_frames, options=None, *, chunk=8,
+                   lip_array=None, animals=False, label=None, fps=None):
+    """In-memory animation (notebooks, web UI, ComfyUI): arrays in, arrays out.
+
+    Args:
+      source_frames: (S, H, W, 3) uint8 RGB; S = 1 is an image source, S > 1 a video source.
+      driving_frames: (N, H, W, 3) uint8 RGB; N = 1 is a driving image.
+      Other arguments as `animate`.
+    """
+    options = options or AnimateOptions()
+    if label is None and models.random_weights:
+        label = RANDOM_LABEL
+    t0 = time.perf_counter()
+    src = source_from_frames(list(source_frames), options, is_video=len(source_frames) > 1,
+                             fps=fps, animals=animals)
+    drv = driving_from_frames(list(driving_frames), options, is_video=len(driving_frames) > 1,
+                              fps=fps)
+    timings = {'inputs (landmarks, crop)': time.perf_counter() - t0}
+    plan = plan_animation(models, src, drv, options, chunk=chunk, lip_array=lip_array)
+    timings.update(plan.timings)
+    t = time.perf_counter()
+    crops = np.concatenate([c for _, c in render_chunks(models, plan, chunk=chunk)])
+    timings['render (F, W+G)'] = time.perf_counter() - t
+    composer = FrameComposer(src, options, label)
+    frames = [composer.frame(i, crop) for i, crop in enumerate(crops)]
+    timings['total'] = time.perf_counter() - t0
+    return FramesResult(crops, np.stack(frames), plan.n_frames, plan.x_d, timings)
+
+
+class FrameComposer:
+    """Turns an animated crop into an output frame: resize, paste-back, label."""
+
+    def __init__(self, source, options, label=None):
+        self.source, self.options, self.label = source, options, label
+        self.paste = options.flag_pasteback and options.flag_do_crop and source.M_c2o is not None
+        self.mask = faces.make_paste_back_mask(options.dsize) if self.paste else None
+
+    def crop_at_dsize(self, crop):
+        d = self.options.dsize
+        return cv2.resize(crop, (d, d)) if crop.shape[0] != d else crop
+
+    def frame(self, i, crop):
+        src = self.source
+        s = i if src.is_video else 0
+        crop = self.crop_at_dsize(crop)
+        frame = faces.paste_back(crop, src.M_c2o[s], src.frames[s], self.mask) if self.paste \
+            else crop
+        return burn_label(frame, self.label) if self.label else frame
+
+
 def animate(models, source, driving, output_dir, options=None, *, chunk=8, lip_array=None,
             animals=False, label=None, progress=True, max_frames=None, keep_frames=False):
     """Animates `source` with `driving` and writes the outputs to `output_dir`.
@@ -263,6 +378,7 @@ def animate(models, source, driving, output_dir, options=None, *, chunk=8, lip_a
       animals: crop the source with the cat-face detector (or options.crop_box).
       label: text burned into every output frame; defaults to a warning for random weights.
       max_frames: read at most this many frames of each video.
+      keep_frames: also return the animated crops in the result.
 
     Returns:
       AnimateResult with the output paths, frame count, fps and per-stage seconds.
@@ -270,60 +386,26 @@ def animate(models, source, driving, output_dir, options=None, *, chunk=8, lip_a
     options = options or AnimateOptions()
     if label is None and models.random_weights:
         label = RANDOM_LABEL
-    timings = {}
     t0 = time.perf_counter()
     src = load_source(source, options, animals=animals, max_frames=max_frames)
     drv = load_driving(driving, options, max_frames=max_frames)
-    timings['inputs (decode, landmarks, crop)'] = time.perf_counter() - t0
-
-    if src.is_video and drv.is_video:
-        n = min(len(src.frames), drv.n_frames)
-    elif src.is_video:
-        n = len(src.frames)
-    else:
-        n = drv.n_frames
-    kernels = kernels_for(models)
-    chunker = Chunker(chunk)
-
-    t = time.perf_counter()
-    update, close = _progress_bar(drv.n_frames + len(src.frames), 'motion (M)', progress)
-    drv_motion = _driving_motion(kernels, drv, chunker, update)
-    src_motion = _extract_motion(kernels, src.crops_256[:n] if src.is_video else src.crops_256,
-                                 chunker, update)
-    close()
-    timings['motion (M)'] = time.perf_counter() - t
+    timings = {'inputs (decode, landmarks, crop)': time.perf_counter() - t0}
+    plan = plan_animation(models, src, drv, options, chunk=chunk, lip_array=lip_array,
+                          progress=progress)
+    timings.update(plan.timings)
+    n = plan.n_frames
 
     os.makedirs(output_dir, exist_ok=True)
     template_path = None
     if drv.kind != 'template':
+        m = plan.driving_motion
         template_path = os.path.join(output_dir, f'{_stem(driving)}.pkl')
         save_template(template_path, MotionTemplate(
-            R=drv_motion['R'], exp=drv_motion['exp'], t=drv_motion['t'],
-            scale=drv_motion['scale'], kp=drv_motion['kp'], x_s=drv_motion['x_s'],
+            R=m['R'], exp=m['exp'], t=m['t'], scale=m['scale'], kp=m['kp'], x_s=m['x_s'],
             c_eyes=drv.eye_ratio, c_lip=drv.lip_ratio,
             fps=drv.fps if drv.fps else options.output_fps))
 
-    t = time.perf_counter()
-    drv_n = _take(drv_motion, n)
-    src_eye = src_lip = None
-    if src.landmarks is not None:
-        src_eye = faces.eye_close_ratio(src.landmarks).astype(np.float32)
-        src_lip = faces.lip_close_ratio(src.landmarks).astype(np.float32)
-        if src.is_video:
-            src_eye, src_lip = src_eye[:n], src_lip[:n]
-    x_s = src_motion['x_s']
-    x_d = compose_keypoints(
-        kernels, src_motion, drv_n, x_s, options, source_is_video=src.is_video,
-        driving_is_video=drv.is_video, src_eye=src_eye, src_lip=src_lip,
-        drv_eye=None if drv.eye_ratio is None else _take({'e': drv.eye_ratio}, n)['e'],
-        drv_lip=None if drv.lip_ratio is None else _take({'l': drv.lip_ratio}, n)['l'],
-        lip_array=None if lip_array is None else np.asarray(lip_array, np.float32).reshape(-1, 3))
-    timings['compose (keypoints, S)'] = time.perf_counter() - t
-
-    if src.is_video:
-        fps = src.fps or options.output_fps
-    else:
-        fps = drv.fps or options.output_fps
+    fps = (src.fps if src.is_video else drv.fps) or options.output_fps
     audio_from = None
     candidates = [(drv.has_audio, drv.path), (src.has_audio, src.path)]
     if options.audio_priority == 'source':
@@ -344,12 +426,7 @@ def animate(models, source, driving, output_dir, options=None, *, chunk=8, lip_a
     update, close = _progress_bar(n, 'render (W+G)', progress)
     kept = [] if keep_frames else None
     try:
-        if src.is_video:
-            fn, arrays = kernels.render_video_source, [src.crops_256[:n], x_s[:n], x_d]
-        else:
-            f_s = kernels.feature(src.crops_256[:1])
-            fn, arrays = (lambda xd: kernels.render_image_source(f_s, x_s[:1], xd)), [x_d]
-        for start, crops in chunker.iterate(fn, arrays, n):
+        for start, crops in render_chunks(models, plan, chunk=chunk):
             outputs.submit(start, crops)
             if kept is not None:
                 kept.append(crops)

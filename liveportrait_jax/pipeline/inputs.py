@@ -100,39 +100,47 @@ def load_source(path, options, *, animals=False, max_frames=None):
     if kind == 'template':
         raise InputError(f'{path!r}: a motion template can drive an animation, not be its source')
     if kind == 'image':
-        frames = [resize_to_limit(load_image(path), options.source_max_dim, options.source_division)]
-        fps, audio = None, False
+        frames, fps, audio = [load_image(path)], None, False
     else:
         info = probe_video(path)
-        frames = [resize_to_limit(f, options.source_max_dim, options.source_division)
-                  for f in iter_video_frames(path, max_frames=max_frames)]
+        frames = list(iter_video_frames(path, max_frames=max_frames))
         fps, audio = info.fps, info.has_audio
-    name = os.fspath(path)
+    return source_from_frames(frames, options, name=os.fspath(path), is_video=kind == 'video',
+                              fps=fps, has_audio=audio, animals=animals)
+
+
+def source_from_frames(frames, options, *, name='<source>', is_video=None, fps=None,
+                       has_audio=False, animals=False):
+    """Crops source frames (list or (S, H, W, 3) uint8 RGB): one image, or a video's frames."""
+    frames = [resize_to_limit(_check_frame(f, name), options.source_max_dim,
+                              options.source_division) for f in frames]
+    if not frames:
+        raise InputError(f'{name!r}: no source frames')
+    is_video = len(frames) > 1 if is_video is None else is_video
     if not options.flag_do_crop:
         crops = _resize_256(frames)
         lms = []
-        for i, f in enumerate(frames):
+        for f in frames:
             try:
                 face = faces.detect_face(f, options.face_index, source_name=name)
                 lms.append(face.landmarks * (256.0 / np.array([f.shape[1], f.shape[0]])))
             except faces.NoFaceError:
                 lms = None
                 break
-        return SourceInput(name, kind == 'video', frames, crops,
+        return SourceInput(name, is_video, frames, crops,
                            None if lms is None else np.stack(lms).astype(np.float32), None, fps,
-                           audio)
+                           has_audio)
     crops, lms, mats = [], [], []
     for i, f in enumerate(frames):
-        if options.crop_box is not None or animals:
-            if options.crop_box is not None:
-                res = faces.crop_by_box(f, options.crop_box, dsize=options.dsize)
-            else:
-                res = faces.crop_animal(f, dsize=options.dsize, source_name=name)
+        if options.crop_box is not None:
+            res = faces.crop_by_box(f, options.crop_box, dsize=options.dsize)
+        elif animals:
+            res = faces.crop_animal(f, dsize=options.dsize, source_name=name)
         else:
             try:
                 face = faces.detect_face(f, options.face_index, source_name=name)
             except faces.NoFaceError as e:
-                raise faces.NoFaceError(name, i if kind == 'video' else None,
+                raise faces.NoFaceError(name, i if is_video else None,
                                         getattr(e, 'detail', '')) from None
             res = faces.crop_source_image(f, face, dsize=options.dsize, scale=options.scale,
                                           vx_ratio=options.vx_ratio, vy_ratio=options.vy_ratio,
@@ -141,8 +149,16 @@ def load_source(path, options, *, animals=False, max_frames=None):
         lms.append(res.landmarks)
         mats.append(res.M_c2o)
     landmarks = None if any(l is None for l in lms) else np.stack(lms).astype(np.float32)
-    return SourceInput(name, kind == 'video', frames, np.stack(crops), landmarks, np.stack(mats),
-                       fps, audio)
+    return SourceInput(name, is_video, frames, np.stack(crops), landmarks, np.stack(mats), fps,
+                       has_audio)
+
+
+def _check_frame(frame, name):
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise InputError(f'{name!r}: frames must be (H, W, 3) uint8 RGB, got {frame.shape} '
+                         f'{frame.dtype}')
+    return frame
 
 
 def load_driving(path, options, *, max_frames=None):
@@ -159,6 +175,17 @@ def load_driving(path, options, *, max_frames=None):
         info = probe_video(path)
         frames = list(iter_video_frames(path, max_frames=max_frames))
         fps, audio = info.fps, info.has_audio
+    return driving_from_frames(frames, options, name=name, is_video=kind == 'video', fps=fps,
+                               has_audio=audio)
+
+
+def driving_from_frames(frames, options, *, name='<driving>', is_video=None, fps=None,
+                        has_audio=False):
+    """Crops driving frames (list or (N, H, W, 3) uint8 RGB) and measures their eye/lip ratios."""
+    frames = [_check_frame(f, name) for f in frames]
+    if not frames:
+        raise InputError(f'{name!r}: no driving frames')
+    is_video = len(frames) > 1 if is_video is None else is_video
     h, w = frames[0].shape[:2]
     if options.flag_crop_driving_video or h != w:
         crops = faces.crop_driving_frames(
@@ -175,7 +202,6 @@ def load_driving(path, options, *, max_frames=None):
                 256.0 / np.array([w, h], np.float32))
         except faces.NoFaceError:
             landmarks = None  # only eye/lip retargeting needs them; it is skipped without
-
     eye, lip = _ratios(landmarks)
-    return DrivingInput(name, kind, len(frames), fps, crops_256=crops_256, eye_ratio=eye,
-                        lip_ratio=lip, has_audio=audio)
+    return DrivingInput(name, 'video' if is_video else 'image', len(frames), fps,
+                        crops_256=crops_256, eye_ratio=eye, lip_ratio=lip, has_audio=has_audio)
