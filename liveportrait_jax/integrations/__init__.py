@@ -1,0 +1,1 @@
+"""Integrations of liveportrait-jax with other tools (ComfyUI custom nodes: `integrations.comfyui`)."""

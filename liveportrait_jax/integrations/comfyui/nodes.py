@@ -1,0 +1,444 @@
+"""ComfyUI nodes: "LivePortrait (JAX) Loader" and "LivePortrait (JAX) Process".
+
+The process node's inputs follow the widely used ComfyUI LivePortrait node (same names, defaults and
+ranges) and map onto `AnimateOptions`: lip_zero -> flag_normalize_lip, eye_retargeting ->
+flag_eye_retargeting, eyes_retargeting_multiplier, lip_retargeting -> flag_lip_retargeting,
+lip_retargeting_multiplier, stitching -> flag_stitching, relative -> flag_relative_motion.
+
+ComfyUI's IMAGE is a float tensor (B, H, W, 3) in [0, 1]. Every source image of the source batch is
+animated with all the driving frames (the driving batch is a driving video); the outputs hold one
+frame per driving frame per source image, source after source. The nodes also take numpy arrays
+(and lists of per-image arrays) and then return numpy arrays; torch is imported only when the inputs
+are torch tensors. JAX, OpenCV and the model code are imported on first use, so that ComfyUI starts
+quickly.
+"""
+
+import contextlib
+import dataclasses
+import functools
+import importlib.metadata
+import inspect
+import logging
+from typing import Any, Optional
+
+import numpy as np
+
+log = logging.getLogger('liveportrait_jax')
+
+CATEGORY = 'LivePortrait (JAX)'
+PIPE_TYPE = 'LIVEPORTRAITPIPE'
+VARIANTS = ['human', 'animals']
+DTYPES = ['float32', 'bfloat16', 'float16']
+DEMO_CONFIGS = ['tiny', 'full']
+DEVICES = ['CPU', 'GPU']
+
+
+# ----------------------------------------------------------------------------------------------
+# The pipeline object passed between the nodes
+
+
+@dataclasses.dataclass(eq=False)
+class LivePortraitPipe:
+    """What the loader hands to the process node (ComfyUI type LIVEPORTRAITPIPE).
+
+    models: LivePortraitModels (converted or random weights); variant: 'human' or 'animals' (animals
+    crops the source with the cat-face detector); options: the AnimateOptions defaults the process
+    node's inputs are applied onto; chunk: frames per device batch; label: text burned into every
+    output frame (None: a warning for random weights, nothing for real ones).
+    """
+    models: Any
+    variant: str = 'human'
+    options: Any = None
+    chunk: int = 8
+    label: Optional[str] = None
+    _on_device: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if self.options is None:
+            from liveportrait_jax.pipeline import AnimateOptions
+            self.options = AnimateOptions()
+
+    @property
+    def animals(self):
+        return self.variant == 'animals'
+
+    @property
+    def random_weights(self):
+        return bool(getattr(self.models, 'random_weights', False))
+
+    def models_on(self, device):
+        """The models with their weights on `device` (None: as loaded); copies are cached."""
+        if device is None or _all_on(self.models.states, device):
+            return self.models
+        key = (device.platform, device.id)
+        if key not in self._on_device:
+            self._on_device[key] = models_on_device(self.models, device)
+        return self._on_device[key]
+
+
+def _all_on(tree, device):
+    import jax
+    return all(getattr(x, 'devices', lambda: {device})() == {device}
+               for x in jax.tree.leaves(tree))
+
+
+def models_on_device(models, device):
+    """A LivePortraitModels sharing `models`' graphs, with its weights copied onto `device`."""
+    import jax
+    from flax import nnx
+    from liveportrait_jax import LivePortraitModels
+    networks = {name: nnx.merge(models.graphdefs[name], jax.device_put(models.states[name], device))
+                for name in models.graphdefs}
+    return LivePortraitModels(networks, models.config, dtype=models.dtype,
+                              random_weights=models.random_weights, source=models.source)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loader
+
+
+def _jnp_dtype(name):
+    import jax.numpy as jnp
+    if name not in DTYPES:
+        raise ValueError(f'dtype must be one of {DTYPES}, got {name!r}')
+    return getattr(jnp, name)
+
+
+class LivePortraitLoader:
+    """Loads converted LivePortrait weights (or random demo weights) into a LIVEPORTRAITPIPE."""
+
+    DESCRIPTION = ('Loads LivePortrait weights converted with `liveportrait-jax convert` '
+                   '(folder with human/ and animals/ sets). With random_weights_if_missing, a '
+                   'missing folder gives RANDOM weights instead: the outputs are noise, labelled '
+                   'as such, for trying the workflow only.')
+    RETURN_TYPES = (PIPE_TYPE,)
+    RETURN_NAMES = ('pipeline',)
+    FUNCTION = 'load'
+    CATEGORY = CATEGORY
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            'required': {
+                'weights_dir': ('STRING', {
+                    'default': 'weights', 'multiline': False,
+                    'tooltip': 'output folder of `liveportrait-jax convert` (absolute, or relative '
+                               'to the directory ComfyUI was started from)'}),
+                'variant': (VARIANTS, {'default': 'human'}),
+                'dtype': (DTYPES, {
+                    'default': 'float32',
+                    'tooltip': 'compute dtype of the convolutions; half precision is for GPUs'}),
+                'random_weights_if_missing': ('BOOLEAN', {
+                    'default': False,
+                    'tooltip': 'no converted weights found: use RANDOM demo weights (outputs are '
+                               'noise, labelled) instead of failing'}),
+            },
+            'optional': {
+                'demo_config': (DEMO_CONFIGS, {
+                    'default': 'tiny',
+                    'tooltip': 'size of the random demo networks (tiny: fast, 128 px renders)'}),
+            },
+        }
+
+    def load(self, weights_dir='weights', variant='human', dtype='float32',
+             random_weights_if_missing=False, demo_config='tiny'):
+        import liveportrait_jax as lp
+        from liveportrait_jax.weights.errors import CheckpointError
+
+        if variant not in VARIANTS:
+            raise ValueError(f'variant must be one of {VARIANTS}, got {variant!r}')
+        if demo_config not in DEMO_CONFIGS:
+            raise ValueError(f'demo_config must be one of {DEMO_CONFIGS}, got {demo_config!r}')
+        jdtype = _jnp_dtype(dtype)
+        try:
+            models = lp.load_models(weights_dir, dtype=jdtype, variant=variant)
+        except CheckpointError as e:
+            if not random_weights_if_missing:
+                raise CheckpointError(
+                    f'{e}\n(LivePortrait (JAX) Loader: or enable random_weights_if_missing to try '
+                    f'the workflow with random demo weights)') from None
+            log.warning('%s\nNo usable weights: using RANDOM demo weights (config %r); the outputs '
+                        'are noise and are labelled as such.', e, demo_config)
+            models = lp.init_random_models(demo_config, seed=0, dtype=jdtype)
+        return (LivePortraitPipe(models, variant=variant),)
+
+
+# ----------------------------------------------------------------------------------------------
+# Process
+
+
+def _is_torch(x):
+    return type(x).__module__.split('.')[0] == 'torch'
+
+
+def _to_numpy(x):
+    if _is_torch(x):
+        x = x.detach().cpu()
+        if x.is_floating_point():
+            x = x.float()  # float16/bfloat16 tensors (numpy has no bfloat16)
+        return x.numpy()
+    return np.asarray(x)
+
+
+def _as_uint8(a, what):
+    """One image (H, W, C) or a batch (B, H, W, C) -> uint8 RGB, same leading shape."""
+    if a.ndim not in (3, 4):
+        raise ValueError(f'{what}: expected an IMAGE (B, H, W, 3) or (H, W, 3), got shape '
+                         f'{a.shape}')
+    c = a.shape[-1]
+    if c == 4:
+        a = a[..., :3]  # RGBA: drop alpha
+    elif c == 1:
+        a = np.repeat(a, 3, axis=-1)
+    elif c != 3:
+        raise ValueError(f'{what}: expected 3 colour channels last (B, H, W, 3), got shape '
+                         f'{a.shape}')
+    if a.dtype == np.uint8:
+        return np.ascontiguousarray(a)
+    if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.number):
+        raise ValueError(f'{what}: expected float images in [0, 1], got dtype {a.dtype}')
+    a = a.astype(np.float32)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f'{what}: contains NaN or infinite values')
+    return np.ascontiguousarray(np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8))
+
+
+def _images(x, what):
+    """An IMAGE batch, one image, or a list/tuple of either -> list of (H, W, 3) uint8."""
+    if isinstance(x, (list, tuple)):
+        out = []
+        for item in x:
+            out.extend(_images(item, what))
+        return out
+    a = _as_uint8(_to_numpy(x), what)
+    return [a] if a.ndim == 3 else list(a)
+
+
+def _resize(img, hw):
+    import cv2
+    h, w = hw
+    if img.shape[:2] == (h, w):
+        return img
+    shrink = h < img.shape[0] and w < img.shape[1]
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+@functools.lru_cache(maxsize=1)
+def _gpu_jax_installed():
+    """True when a CUDA/ROCm JAX plugin or jaxlib build is installed (no backend is started)."""
+    try:
+        if any(s in importlib.metadata.version('jaxlib') for s in ('+cuda', '+rocm')):
+            return True
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    for dist in importlib.metadata.distributions():
+        name = (dist.metadata.get('Name') or '').lower().replace('_', '-')
+        if name.startswith(('jax-cuda', 'jax-rocm')):
+            return True
+    return False
+
+
+def resolve_device(name):
+    """'CPU' / 'GPU' -> the first jax device of that platform; None or '' -> None (the default)."""
+    if name is None or name == '':
+        return None
+    import jax
+    key = str(name).strip().upper()
+    if key not in DEVICES:
+        raise ValueError(f'device must be one of {DEVICES}, got {name!r}')
+    try:
+        devices = jax.devices(key.lower())
+    except RuntimeError as e:
+        raise RuntimeError(
+            f'device {key!r} requested, but this JAX has no {key} backend ({e}). Install a '
+            f'GPU-enabled JAX into the Python that runs ComfyUI (for NVIDIA: pip install '
+            f'"jax[cuda12]=={jax.__version__}"), or choose device CPU.') from None
+    if not devices:
+        raise RuntimeError(f'device {key!r} requested, but JAX lists no {key} devices; choose '
+                           f'another device.')
+    return devices[0]
+
+
+_FLOAT = lambda default, lo, hi, step=0.01: ('FLOAT', {  # noqa: E731
+    'default': default, 'min': lo, 'max': hi, 'step': step})
+_BOOL = lambda default, tip: ('BOOLEAN', {'default': default, 'tooltip': tip})  # noqa: E731
+
+# The process node's option inputs and the AnimateOptions field each one sets.
+OPTION_FIELDS = {
+    'dsize': 'dsize',
+    'scale': 'scale',
+    'vx_ratio': 'vx_ratio',
+    'vy_ratio': 'vy_ratio',
+    'lip_zero': 'flag_normalize_lip',
+    'eye_retargeting': 'flag_eye_retargeting',
+    'eyes_retargeting_multiplier': 'eyes_retargeting_multiplier',
+    'lip_retargeting': 'flag_lip_retargeting',
+    'lip_retargeting_multiplier': 'lip_retargeting_multiplier',
+    'stitching': 'flag_stitching',
+    'relative': 'flag_relative_motion',
+}
+
+
+class LivePortraitProcess:
+    """Animates every source image with the driving frames: animated crops and full frames."""
+
+    DESCRIPTION = ('Animates each source image with all the driving frames (a driving video as an '
+                   'IMAGE batch). cropped_images: the animated face crops at dsize; full_images: '
+                   'the crops pasted back into the source, at the first source image\'s size. '
+                   'One output frame per driving frame per source image.')
+    RETURN_TYPES = ('IMAGE', 'IMAGE')
+    RETURN_NAMES = ('cropped_images', 'full_images')
+    FUNCTION = 'process'
+    CATEGORY = CATEGORY
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            'required': {
+                'pipeline': (PIPE_TYPE,),
+                'source_image': ('IMAGE',),
+                'driving_images': ('IMAGE',),
+                'dsize': ('INT', {'default': 512, 'min': 64, 'max': 2048, 'step': 1,
+                                  'tooltip': 'size of the face crop (and of cropped_images)'}),
+                'scale': _FLOAT(2.3, 1.0, 4.0),
+                'vx_ratio': _FLOAT(0.0, -1.0, 1.0, 0.001),
+                'vy_ratio': _FLOAT(-0.125, -1.0, 1.0, 0.001),
+                'lip_zero': _BOOL(True, 'start from closed lips (normalise the source lips)'),
+                'eye_retargeting': _BOOL(False, 'follow the driving eye openness'),
+                'eyes_retargeting_multiplier': _FLOAT(1.0, 0.01, 10.0),
+                'lip_retargeting': _BOOL(False, 'follow the driving lip openness'),
+                'lip_retargeting_multiplier': _FLOAT(1.0, 0.01, 10.0),
+                'stitching': _BOOL(True, 'stitch the animated face back to the source shoulders'),
+                'relative': _BOOL(True, 'apply the driving motion relative to its first frame'),
+            },
+            'optional': {
+                'device': (DEVICES, {
+                    'default': 'GPU' if _gpu_jax_installed() else 'CPU',
+                    'tooltip': 'JAX device to run on (GPU needs a CUDA/ROCm build of JAX)'}),
+            },
+        }
+
+    @classmethod
+    def _check_ranges(cls, values):
+        spec = cls.INPUT_TYPES()['required']
+        for name, value in values.items():
+            kind, conf = spec[name][0], spec[name][1]
+            if kind == 'BOOLEAN':
+                continue
+            if kind == 'INT' and (isinstance(value, bool) or int(value) != value):
+                raise ValueError(f'{name} must be an integer, got {value!r}')
+            if not conf['min'] <= value <= conf['max']:
+                raise ValueError(f'{name} must be in [{conf["min"]}, {conf["max"]}], got {value!r}')
+
+    def process(self, pipeline, source_image, driving_images, dsize=512, scale=2.3, vx_ratio=0.0,
+                vy_ratio=-0.125, lip_zero=True, eye_retargeting=False,
+                eyes_retargeting_multiplier=1.0, lip_retargeting=False,
+                lip_retargeting_multiplier=1.0, stitching=True, relative=True, device=None):
+        if not isinstance(pipeline, LivePortraitPipe):
+            raise TypeError(f'pipeline must come from the "LivePortrait (JAX) Loader" node, got '
+                            f'{type(pipeline).__name__} (another LivePortrait node pack?)')
+        values = dict(dsize=dsize, scale=scale, vx_ratio=vx_ratio, vy_ratio=vy_ratio,
+                      lip_zero=lip_zero, eye_retargeting=eye_retargeting,
+                      eyes_retargeting_multiplier=eyes_retargeting_multiplier,
+                      lip_retargeting=lip_retargeting,
+                      lip_retargeting_multiplier=lip_retargeting_multiplier, stitching=stitching,
+                      relative=relative)
+        self._check_ranges(values)
+        as_torch = _is_torch(source_image) or (
+            isinstance(source_image, (list, tuple)) and any(_is_torch(s) for s in source_image))
+
+        sources = _images(source_image, 'source_image')
+        if not sources:
+            raise ValueError('source_image is empty: give at least one source image')
+        driving = _images(driving_images, 'driving_images')
+        if not driving:
+            raise ValueError('driving_images is empty: give at least one driving frame (a '
+                             'driving image, or the frames of a driving video as a batch)')
+        driving = np.stack([_resize(f, driving[0].shape[:2]) for f in driving])
+
+        kinds = {name: spec[0] for name, spec in self.INPUT_TYPES()['required'].items()}
+        cast = {'INT': int, 'FLOAT': float, 'BOOLEAN': bool}
+        options = pipeline.options.replace(
+            **{field: cast[kinds[name]](values[name]) for name, field in OPTION_FIELDS.items()},
+            flag_do_crop=True, flag_pasteback=True)
+        crops, frames = self._run(pipeline, sources, driving, options, resolve_device(device))
+
+        crops = np.concatenate(crops).astype(np.float32) / 255.0
+        frames = np.concatenate(frames).astype(np.float32) / 255.0
+        if as_torch:
+            import torch
+            return torch.from_numpy(crops), torch.from_numpy(frames)
+        return crops, frames
+
+    @staticmethod
+    def _run(pipeline, sources, driving, options, device):
+        import jax
+        from liveportrait_jax.pipeline import animate_frames
+        from liveportrait_jax.pipeline.animate import RANDOM_LABEL, burn_label
+
+        label = pipeline.label
+        if label is None and pipeline.random_weights:
+            label = RANDOM_LABEL
+        full_hw = sources[0].shape[:2]  # ComfyUI batches hold one size: the first source's
+        d = options.dsize
+        kwargs = {}
+        if device is not None and 'devices' in inspect.signature(animate_frames).parameters:
+            kwargs['devices'] = [device]
+        bar = _progress_bar(len(sources) * len(driving))
+        crops, frames = [], []
+        # Entering jax.default_device changes the jit cache key (everything compiles again), so
+        # only do it when the device is not already JAX's default.
+        ctx = contextlib.nullcontext()
+        if device is not None and device != _default_device():
+            ctx = jax.default_device(device)
+        with ctx:
+            models = pipeline.models_on(device)
+            for i, src in enumerate(sources):
+                try:
+                    res = animate_frames(
+                        models, src[None], driving, options,
+                        chunk=max(1, min(int(pipeline.chunk), len(driving))),
+                        animals=pipeline.animals, label=label or '', **kwargs)
+                except ValueError as e:  # no face, unreadable input: say which source image
+                    if len(sources) == 1:
+                        raise
+                    raise ValueError(f'source image {i + 1} of {len(sources)}: {e}') from e
+                c = [_resize(x, (d, d)) for x in res.crops]
+                if label:
+                    c = [burn_label(x, label) for x in c]
+                crops.append(np.stack(c))
+                frames.append(np.stack([_resize(f, full_hw) for f in res.frames]))
+                if bar is not None:
+                    bar.update(res.n_frames)
+        return crops, frames
+
+
+def _default_device():
+    import jax
+    current = jax.config.jax_default_device
+    if current is None:
+        return jax.devices()[0]
+    return current if isinstance(current, jax.Device) else None
+
+
+def _progress_bar(total):
+    """ComfyUI's progress bar when running inside ComfyUI, else None."""
+    try:
+        from comfy.utils import ProgressBar
+    except Exception:  # not inside ComfyUI
+        return None
+    try:
+        return ProgressBar(total)
+    except Exception:
+        return None
+
+
+NODE_CLASS_MAPPINGS = {
+    'LivePortraitJAXLoader': LivePortraitLoader,
+    'LivePortraitJAXProcess': LivePortraitProcess,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    'LivePortraitJAXLoader': 'LivePortrait (JAX) Loader',
+    'LivePortraitJAXProcess': 'LivePortrait (JAX) Process',
+}

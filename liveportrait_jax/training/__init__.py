@@ -1,0 +1,1 @@
+"""Fine-tuning the stitching and eye/lip retargeting heads (see README, "Fine-tuning")."""

@@ -1,0 +1,237 @@
+"""Fine-tuning loop for one head (stitching, eye, lip) or the openness regressor.
+
+Only the head's parameters are optimised: F, W, G (and the openness regressor) enter the jitted step
+as constants, so they get no gradients and no optimizer state. optax: AdamW with warmup + cosine
+decay and global-norm clipping. The step is jitted with buffer donation of the parameters and the
+optimizer state; a step whose loss or gradients are not finite is skipped (parameters and optimizer
+state kept) and counted. Batches are sharded over all devices (data parallel, `jax.sharding`), the
+parameters replicated. An orbax CheckpointManager keeps {params, opt_state, step, rng}; batches are a
+pure function of (seed, step), so the step is the data position and a resumed run reproduces an
+uninterrupted one exactly. Metrics go to the console and to wandb (disabled or offline by default).
+
+Multi-host: when JAX_COORDINATOR_ADDRESS (with JAX_NUM_PROCESSES and JAX_PROCESS_ID) is set, or
+config.distributed is true, `jax.distributed.initialize()` runs first; every host then feeds its
+share of each global batch.
+"""
+
+import dataclasses
+import functools
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from liveportrait_jax.training import objectives
+from liveportrait_jax.training.data import TrainData
+from liveportrait_jax.training.openness import OpennessNet
+
+HEADS = ('stitching', 'eye', 'lip', 'openness')
+FROZEN = ('appearance_feature_extractor', 'warping_module', 'spade_generator')
+
+
+@dataclasses.dataclass
+class TrainResult:
+    params: dict  # the trained head's parameters (pure dict)
+    step: int
+    history: list  # per logged step: dict of metrics
+    workdir: str
+    skipped_steps: int
+
+
+def _maybe_init_distributed(config):
+    if config.get('distributed', False) or os.environ.get('JAX_COORDINATOR_ADDRESS'):
+        jax.distributed.initialize()
+
+
+def _pure(module):
+    graphdef, state = nnx.split(module)
+    return graphdef, state, nnx.to_pure_dict(state)
+
+
+def _merge(graphdef, template, pure):
+    state = jax.tree.map(lambda x: x, template)
+    nnx.replace_by_pure_dict(state, pure)
+    return nnx.merge(graphdef, state)
+
+
+def load_openness(path):
+    """Restores an OpennessNet saved by a 'openness' training run (its workdir or final dir)."""
+    import orbax.checkpoint as ocp
+    net = OpennessNet(rngs=nnx.Rngs(0))
+    graphdef, state, pure = _pure(net)
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), pure)
+    final = os.path.join(path, 'final') if os.path.isdir(os.path.join(path, 'final')) else path
+    restored = ocp.StandardCheckpointer().restore(os.path.abspath(final), target)
+    return _merge(graphdef, state, restored)
+
+
+def make_task(config, models):
+    """(trainable module, frozen states, loss(head_module, frozen, batch) -> (loss, metrics))."""
+    head = config.head
+    if head not in HEADS:
+        raise ValueError(f'config.head must be one of {HEADS}, got {head!r}')
+    if head == 'openness':
+        net = OpennessNet(rngs=nnx.Rngs(config.seed), width=config.get('openness_width', 32))
+        return net, {}, lambda m, frozen, batch: objectives.openness_loss(m, batch)
+    graphdefs = {n: models.graphdefs[n] for n in FROZEN}
+    frozen = {n: models.states[n] for n in FROZEN}
+    size, dtype = models.input_size, models.dtype
+    module = models.networks[head]
+    if head == 'stitching':
+        return module, frozen, lambda m, fr, b: objectives.stitching_loss(
+            m, fr, graphdefs, b, config.loss, size, dtype)
+    if config.get('openness_checkpoint'):
+        opener = load_openness(config.openness_checkpoint)
+    else:  # tests: an untrained regressor (documented: real runs must pass a trained one)
+        opener = OpennessNet(rngs=nnx.Rngs(0))
+    og, ostate = nnx.split(opener)
+    frozen['openness'] = ostate
+
+    def loss(m, fr, b):
+        return objectives.retargeting_loss(head, m, fr, graphdefs, nnx.merge(og, fr['openness']),
+                                           b, config.loss, size, dtype)
+    return module, frozen, loss
+
+
+def make_optimizer(config):
+    warmup = max(1, config.warmup_steps)
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, config.learning_rate, warmup, max(warmup + 1, config.total_steps),
+        end_value=config.learning_rate * config.get('final_lr_fraction', 0.1))
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip),
+                       optax.adamw(schedule, weight_decay=config.weight_decay)), schedule
+
+
+def _batch_arrays(batch):
+    return {k: np.asarray(v, np.float32) if v.dtype.kind == 'f' else v for k, v in batch.items()}
+
+
+def train(config, workdir, *, models=None, data=None, devices=None, log=print):
+    """Trains config.head for config.total_steps (resuming from workdir if it has checkpoints)."""
+    import orbax.checkpoint as ocp
+    _maybe_init_distributed(config)
+    devices = list(devices if devices is not None else jax.devices())
+    if config.batch_size % len(devices):
+        raise ValueError(f'batch_size {config.batch_size} must be a multiple of the '
+                         f'{len(devices)} devices')
+    mesh = Mesh(np.array(devices), ('data',))
+    batch_sharding = NamedSharding(mesh, P('data'))
+    replicated = NamedSharding(mesh, P())
+    if data is None:
+        data = TrainData(config.data_dir)
+    train_idx, _ = data.split(list(config.get('held_out_videos', [])))
+    module, frozen, loss_fn = make_task(config, models)
+    graphdef, template, params = _pure(module)
+    tx, schedule = make_optimizer(config)
+    # The step donates params and optimizer state; start from copies, never from the model's own
+    # arrays (donation would delete them under the caller's LivePortraitModels).
+    params = jax.device_put(jax.tree.map(lambda x: jnp.array(x, copy=True), params), replicated)
+    frozen = jax.device_put(frozen, replicated)
+    opt_state = jax.device_put(tx.init(params), replicated)
+
+    def loss_of(p, fr, batch):
+        loss, metrics = loss_fn(_merge(graphdef, template, p), fr, batch)
+        return loss, metrics
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def train_step(params, opt_state, frozen, batch):
+        (loss, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(params, frozen, batch)
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        updates, new_opt = tx.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        keep = lambda new, old: jnp.where(finite, new, old)
+        params = jax.tree.map(keep, new_params, params)
+        opt_state = jax.tree.map(keep, new_opt, opt_state)
+        metrics = dict(metrics, loss=loss, grad_norm=grad_norm, skipped=~finite)
+        return params, opt_state, metrics
+
+    os.makedirs(workdir, exist_ok=True)
+    manager = ocp.CheckpointManager(
+        os.path.abspath(os.path.join(workdir, 'checkpoints')),
+        options=ocp.CheckpointManagerOptions(max_to_keep=config.get('keep_checkpoints', 3),
+                                             save_interval_steps=config.checkpoint_every))
+    step = 0
+    if manager.latest_step() is not None:
+        step = manager.latest_step()
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct,
+                                {'params': params, 'opt_state': opt_state,
+                                 'step': np.array(0, np.int64), 'seed': np.array(0, np.int64)})
+        restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        if int(restored['seed']) != config.seed:
+            raise ValueError(f'{workdir}: checkpoints were made with seed {int(restored["seed"])}, '
+                             f'the config says {config.seed}')
+        params, opt_state = restored['params'], restored['opt_state']
+        log(f'resumed from step {step} ({workdir})')
+
+    run = None
+    wandb_cfg = config.get('wandb', {})
+    if wandb_cfg.get('mode', 'disabled') != 'disabled' and jax.process_index() == 0:
+        import wandb
+        run = wandb.init(project=wandb_cfg.get('project', 'liveportrait-jax'),
+                         mode=wandb_cfg['mode'], dir=workdir, config=config.to_dict(),
+                         resume='allow', id=wandb_cfg.get('run_id'))
+
+    history, skipped = [], 0
+    t0 = time.perf_counter()
+    while step < config.total_steps:
+        batch = data.sample(config.seed, step, config.batch_size, train_idx)
+        batch = jax.device_put(_batch_arrays(batch), batch_sharding)
+        params, opt_state, metrics = train_step(params, opt_state, frozen, batch)
+        step += 1
+        skipped += int(metrics['skipped'])
+        if step % config.log_every == 0 or step == config.total_steps:
+            scalars = {k: float(v) for k, v in metrics.items() if k != 'sample'}
+            scalars.update(step=step, lr=float(schedule(step)),
+                           seconds_per_step=(time.perf_counter() - t0) / config.log_every)
+            t0 = time.perf_counter()
+            history.append(scalars)
+            log(f'step {step}: ' + ', '.join(f'{k} {v:.4g}' for k, v in scalars.items()
+                                              if k != 'step'))
+            if run is not None:
+                payload = dict(scalars)
+                if 'sample' in metrics and step % config.get('sample_every', 100) == 0:
+                    import wandb
+                    payload['sample'] = wandb.Image(np.asarray(metrics['sample']))
+                run.log(payload, step=step)
+        manager.save(step, args=ocp.args.StandardSave(
+            {'params': params, 'opt_state': opt_state, 'step': np.array(step, np.int64),
+             'seed': np.array(config.seed, np.int64)}))
+    manager.wait_until_finished()
+    final = os.path.abspath(os.path.join(workdir, 'final'))
+    if jax.process_index() == 0:
+        import shutil
+        shutil.rmtree(final, ignore_errors=True)
+        ckptr = ocp.StandardCheckpointer()
+        ckptr.save(final, jax.device_get(params))
+        ckptr.wait_until_finished()
+        with open(os.path.join(workdir, 'history.json'), 'w') as f:
+            json.dump({'history': history, 'skipped_steps': skipped}, f, indent=1)
+    if run is not None:
+        run.finish()
+    return TrainResult(jax.device_get(params), step, history, workdir, skipped)
+
+
+def evaluate_openness(net_params, data, indices, batch=32):
+    """Mean abs error of the regressor against MediaPipe's ratios on frames `indices`."""
+    net = OpennessNet(rngs=nnx.Rngs(0))
+    graphdef, template, _ = _pure(net)
+    model = _merge(graphdef, template, net_params)
+    preds = []
+    for i in range(0, len(indices), batch):
+        idx = indices[i:i + batch]
+        preds.append(np.asarray(model(jnp.asarray(data.arrays['crops'][idx], jnp.float32) / 255)))
+    pred = np.concatenate(preds)
+    labels = np.concatenate([data.arrays['eye'][indices], data.arrays['lip'][indices]], axis=1)
+    err = np.abs(pred - labels)
+    corr = [float(np.corrcoef(pred[:, j], labels[:, j])[0, 1]) if labels[:, j].std() > 0
+            else float('nan') for j in range(3)]
+    return {'frames': int(len(indices)), 'eye_mae': float(err[:, :2].mean()),
+            'lip_mae': float(err[:, 2].mean()), 'eye_left_corr': corr[0],
+            'eye_right_corr': corr[1], 'lip_corr': corr[2]}
