@@ -30,9 +30,10 @@ def build_parser():
                    help='model config of the checkpoints (default: auto-detect)')
     p.set_defaults(func=_cmd_convert)
 
-    from liveportrait_jax import cli_animate, cli_bench
+    from liveportrait_jax import cli_animate, cli_app, cli_bench
     cli_animate.add_parser(sub)
     cli_bench.add_parser(sub)
+    cli_app.add_parser(sub)
     return parser
 
 

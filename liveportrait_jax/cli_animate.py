@@ -129,7 +129,8 @@ def run(args):
     import jax.numpy as jnp
     import liveportrait_jax as lp
     from liveportrait_jax.pipeline import animate
-    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    from liveportrait_jax.cli_logging import setup_logging
+    setup_logging()
     dtype = jnp.dtype(args.dtype)
     overrides = {}
     if args.animals and args.flag_stitching is None:

@@ -25,7 +25,8 @@ def add_parser(sub):
 def run(args):
     import jax.numpy as jnp
     from liveportrait_jax.pipeline.bench import run_bench
-    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    from liveportrait_jax.cli_logging import setup_logging
+    setup_logging()
     try:
         chunks = tuple(int(c) for c in args.chunk.split(','))
     except ValueError:

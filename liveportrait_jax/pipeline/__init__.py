@@ -2,7 +2,8 @@
 
 from liveportrait_jax.pipeline.animate import (
     AnimateResult, FramesResult, animate, animate_frames, plan_animation, render_chunks)
+from liveportrait_jax.pipeline.editing import edit_portrait, retarget_video
 from liveportrait_jax.pipeline.options import AnimateOptions
 
 __all__ = ['AnimateOptions', 'AnimateResult', 'FramesResult', 'animate', 'animate_frames',
-           'plan_animation', 'render_chunks']
+           'edit_portrait', 'plan_animation', 'render_chunks', 'retarget_video']

@@ -22,6 +22,9 @@ def load_config(spec):
     return module.get_config(arg or None)
 
 
+from liveportrait_jax.cli_logging import setup_logging as _setup_logging
+
+
 def _models(config):
     import liveportrait_jax as lp
     if config.random_weights:
@@ -38,7 +41,7 @@ def train_main(argv=None):
     ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                     help='override a config value, e.g. --set total_steps=100')
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    _setup_logging()
     config = load_config(args.config)
     for item in args.set:
         key, _, value = item.partition('=')
@@ -81,7 +84,7 @@ def prepare_main(argv=None):
     ap.add_argument('--frame-stride', type=int, default=2)
     ap.add_argument('--max-frames', type=int, default=120, help='frames kept per video')
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    _setup_logging()
     import liveportrait_jax as lp
     from liveportrait_jax.training.data import prepare_data
     models = (lp.init_random_models(args.random_weights) if args.random_weights

@@ -1,0 +1,58 @@
+"""`liveportrait-jax app`: the Gradio web app (liveportrait_jax.app), served locally."""
+
+import logging
+import sys
+
+log = logging.getLogger('liveportrait_jax')
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        'app', help='web app: animation, portrait editing, video lip retargeting (Gradio)',
+        description='Serve the web app locally: portrait animation (source image or video; '
+                    'driving video, image or motion template), portrait editing with the '
+                    "reference's retargeting sliders, and video lip retargeting; --animals for "
+                    'the animal model set. Without converted weights it starts in a labelled '
+                    'demo mode with RANDOM weights. Nothing is fetched from the internet and no '
+                    'share link is made.')
+    p.add_argument('--animals', action='store_true',
+                   help='animal mode: the animals model set, cat-face cropping, animation only')
+    p.add_argument('--weights', default='weights', metavar='DIR',
+                   help='converted weights (liveportrait-jax convert); default: weights')
+    p.add_argument('--demo', action='store_true',
+                   help='use RANDOM weights (labelled on the page) even if weights exist')
+    p.add_argument('--config', default='tiny', choices=('tiny', 'full'),
+                   help='model config of the random demo weights (default: tiny, fast)')
+    p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'),
+                   help='compute dtype of the convolutions (default float32)')
+    p.add_argument('--host', default='127.0.0.1',
+                   help='address to listen on (default 127.0.0.1, this machine only)')
+    p.add_argument('--port', type=int, default=7860, help='port (default 7860)')
+    p.add_argument('--output-dir', default=None, metavar='DIR',
+                   help='where results are written (default: a new temporary directory)')
+    p.add_argument('--chunk', type=int, default=8,
+                   help="initial value of the page's chunk-size control (default 8)")
+    p.add_argument('--no-examples', dest='examples', action='store_false',
+                   help='do not offer the built-in demo media as examples')
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args):
+    from liveportrait_jax.cli_logging import setup_logging
+    setup_logging()
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        print("liveportrait-jax app: the web app needs Gradio: pip install 'liveportrait-jax[app]'",
+              file=sys.stderr)
+        return 2
+    from liveportrait_jax.app import build_app, launch_app, load_app_models
+    models = load_app_models(args.weights, animals=args.animals, demo=args.demo,
+                             config=args.config, dtype=args.dtype)
+    log.info('models: %r', models)
+    app = build_app(models, animals=args.animals, output_dir=args.output_dir,
+                    default_chunk=args.chunk, examples=args.examples)
+    log.info('results go to %s', app.lp_output_dir)
+    launch_app(app, host=args.host, port=args.port, block=True)
+    return 0

@@ -1,0 +1,224 @@
+"""The web app (liveportrait_jax.app) in a real headless Chromium, on tiny random weights.
+
+The browser test needs Chromium at /usr/bin/chromium (Debian package `chromium`) and Playwright's
+Python package (no `playwright install`: the system browser is used); it is skipped, saying
+which is missing, without them. The other tests here only need Gradio.
+
+The browser is confined to the app: every request to another host is aborted and recorded, and the
+test asserts there were none (the page must work offline).
+"""
+
+import os
+import shutil
+import socket
+import time
+
+import pytest
+
+gr = pytest.importorskip('gradio', reason='the web app needs gradio (pip install gradio)')
+
+import liveportrait_jax as lp  # noqa: E402
+from liveportrait_jax.io import InputError, VideoWriter, save_image  # noqa: E402
+from liveportrait_jax.pipeline.demo import astronaut, synth_driving_frames  # noqa: E402
+
+CHROMIUM = '/usr/bin/chromium'
+CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                 '--disable-background-networking', '--disable-component-update',
+                 '--disable-sync']
+SCREENSHOT_COPY = '/tmp/liveportrait_app_screenshot.png'
+WORK_TIMEOUT_MS = 300_000  # compiling the tiny networks on 2 CPU cores takes ~30 s a stage
+
+
+@pytest.fixture(scope='module')
+def models():
+    return lp.init_random_models('tiny', seed=0)
+
+
+@pytest.fixture(scope='module')
+def media(tmp_path_factory):
+    d = tmp_path_factory.mktemp('app_media')
+    src = str(d / 'astronaut.png')
+    save_image(src, astronaut())
+    drv = str(d / 'driving.mp4')
+    with VideoWriter(drv, 8) as w:
+        for f in synth_driving_frames(4):
+            w.write(f)
+    bad = d / 'bad.png'
+    bad.write_text('this is a text file, not a PNG\n')
+    return {'source': src, 'driving': drv, 'bad': str(bad)}
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+# --- without a browser ----------------------------------------------------------------------------
+
+def test_build_app_human_and_animals(models, tmp_path):
+    from liveportrait_jax.app import RANDOM_BANNER, build_app
+    app = build_app(models, output_dir=str(tmp_path / 'h'), examples=False)
+    ids = {getattr(b, 'elem_id', None) for b in app.blocks.values()}
+    for elem in ('lp-banner', 'lp-source-image', 'lp-source-video', 'lp-driving-video',
+                 'lp-driving-image', 'lp-driving-pickle', 'lp-animate-btn', 'lp-chunk',
+                 'lp-anim-video', 'lp-edit-image', 'lp-edit-btn', 'lp-slider-smile',
+                 'lp-slider-eyeball_direction_y', 'lp-eye-ratio', 'lp-lip-ratio',
+                 'lp-retarget-video', 'lp-retarget-btn', 'lp-video-chunk'):
+        assert elem in ids, elem
+    assert 'RANDOM WEIGHTS' in RANDOM_BANNER
+    animals = build_app(models, animals=True, output_dir=str(tmp_path / 'a'), examples=False)
+    ids = {getattr(b, 'elem_id', None) for b in animals.blocks.values()}
+    assert {'lp-source-image', 'lp-driving-pickle', 'lp-anim-gif', 'lp-chunk'} <= ids
+    assert 'lp-edit-image' not in ids  # the reference's animal app has no retargeting panels
+
+
+def test_handlers_report_input_errors(models, media, tmp_path):
+    from liveportrait_jax.app.handlers import AppHandlers, parse_box, payload_path
+    h = AppHandlers(models, str(tmp_path))
+    with pytest.raises(gr.Error, match=r"'bad.png': not a readable image"):
+        h.check_image({'path': media['bad']})
+    with pytest.raises(gr.Error, match='Please upload'):
+        h.animate(None, None, None, None, None, False, True, True, True, True, 'all',
+                  'expression-friendly', 1.0, False, 2.3, 0.0, -0.125, 2.2, 0.0, -0.1, 3e-7, 8,
+                  'Image', 'Video', progress=lambda *a, **k: None)
+    with pytest.raises(InputError, match='crop box'):
+        parse_box('1,2,3')
+    assert parse_box(' 10, 20, 110, 140 ') == (10.0, 20.0, 110.0, 140.0)
+    assert parse_box('') is None
+    assert payload_path({'video': {'path': '/x/a.mp4'}, 'subtitles': None}) == '/x/a.mp4'
+    assert payload_path({'path': '/x/b.png', 'url': 'http://h/b.png'}) == '/x/b.png'
+    assert payload_path(None) is None
+
+
+def test_load_app_models_falls_back_to_random(tmp_path):
+    from liveportrait_jax.app import load_app_models
+    m = load_app_models(str(tmp_path / 'no_weights_here'), config='tiny')
+    assert m.random_weights
+
+
+def test_cli_app_arguments():
+    import argparse
+    from liveportrait_jax import cli_app
+    parser = argparse.ArgumentParser()
+    cli_app.add_parser(parser.add_subparsers(dest='command'))
+    args = parser.parse_args(['app'])
+    assert (args.host, args.port, args.weights, args.config, args.animals) == (
+        '127.0.0.1', 7860, 'weights', 'tiny', False)
+    args = parser.parse_args(['app', '--animals', '--weights', 'w', '--host', '0.0.0.0',
+                              '--port', '8000', '--config', 'full'])
+    assert (args.animals, args.weights, args.host, args.port, args.config) == (
+        True, 'w', '0.0.0.0', 8000, 'full')
+    assert args.func is cli_app.run
+
+
+# --- in Chromium ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f'{CHROMIUM} not found (Debian: apt-get install chromium)')
+    sync_api = pytest.importorskip('playwright.sync_api',
+                                   reason='playwright is not installed (pip install playwright)')
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope='module')
+def served(models, tmp_path_factory):
+    from liveportrait_jax.app import build_app, launch_app
+    out = tmp_path_factory.mktemp('app_out')
+    app = build_app(models, output_dir=str(out), examples=False)
+    _, url = launch_app(app, host='127.0.0.1', port=_free_port(), block=False, quiet=True)
+    try:
+        yield url
+    finally:
+        app.close()
+
+
+def _video_duration_js(elem_id):
+    return (f"() => {{ const v = document.querySelector('#{elem_id} video');"
+            f" return v !== null && v.duration > 0; }}")
+
+
+def _image_loaded_js(elem_id):
+    return (f"() => {{ const i = document.querySelector('#{elem_id} img');"
+            f" return i !== null && i.complete && i.naturalWidth > 0; }}")
+
+
+def _set_number(page, elem_id, value):
+    box = page.locator(f'#{elem_id} input[type=number]')
+    box.fill(str(value))
+    box.press('Enter')
+
+
+def test_app_in_chromium(browser, served, media, tmp_path):
+    external, page_errors = [], []
+    page = browser.new_page(viewport={'width': 1400, 'height': 1000})
+
+    def confine(route):
+        url = route.request.url
+        if url.startswith(served) or url.startswith(('data:', 'blob:')):
+            route.continue_()
+        else:
+            external.append(url)
+            route.abort()
+
+    page.route('**/*', confine)
+    page.on('pageerror', lambda e: page_errors.append(str(e)))
+    page.goto(served)
+    page.get_by_text('RANDOM WEIGHTS').first.wait_for(timeout=60_000)
+
+    # 1. a bad upload: a text file named .png -> our reader's message in an error toast
+    page.locator('#lp-source-image input[type=file]').set_input_files(media['bad'])
+    page.get_by_text("'bad.png': not a readable image").first.wait_for(timeout=60_000)
+    page.screenshot(path=str(tmp_path / 'app_error.png'), full_page=True)
+    page.reload()
+    page.get_by_text('RANDOM WEIGHTS').first.wait_for(timeout=60_000)
+
+    # 2. animation: source image + driving video, chunk size 4 -> a playable result video
+    page.locator('#lp-source-image input[type=file]').set_input_files(media['source'])
+    page.locator('#lp-driving-video input[type=file]').set_input_files(media['driving'])
+    page.locator('#lp-driving-video video').wait_for(state='attached', timeout=60_000)
+    _set_number(page, 'lp-chunk', 4)
+    assert page.locator('#lp-chunk input[type=range]').input_value() == '4'
+    t = time.perf_counter()
+    page.locator('#lp-animate-btn').click()
+    page.wait_for_function(_video_duration_js('lp-anim-video'), timeout=WORK_TIMEOUT_MS)
+    duration = page.evaluate("document.querySelector('#lp-anim-video video').duration")
+    assert duration > 0
+    assert '4 frame(s)' in page.locator('#lp-anim-status').inner_text()
+    print(f'animation: {time.perf_counter() - t:.1f} s, video duration {duration:.2f} s')
+
+    # 3. portrait editing: upload, move the smile slider, retarget -> result images
+    page.locator('#lp-edit-image input[type=file]').set_input_files(media['source'])
+    # the eye/lip sliders start at the portrait's own ratios once it is analysed
+    page.wait_for_function(
+        "() => Number(document.querySelector('#lp-eye-ratio input[type=number]').value) > 0",
+        timeout=WORK_TIMEOUT_MS)
+    _set_number(page, 'lp-slider-smile', 0.5)
+    t = time.perf_counter()
+    page.locator('#lp-edit-btn').click()
+    page.wait_for_function(_image_loaded_js('lp-edit-crop'), timeout=WORK_TIMEOUT_MS)
+    page.wait_for_function(_image_loaded_js('lp-edit-pasted'), timeout=WORK_TIMEOUT_MS)
+    print(f'editing: {time.perf_counter() - t:.1f} s')
+
+    # settle: no progress bar left anywhere, then let the images' fade-in finish
+    page.wait_for_function("() => document.querySelectorAll('.eta-bar').length === 0",
+                           timeout=WORK_TIMEOUT_MS)
+    page.wait_for_timeout(1500)
+    shot = tmp_path / 'app.png'
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    try:
+        shutil.copyfile(shot, SCREENSHOT_COPY)
+    except OSError:
+        pass
+    page.close()
+    assert not external, f'the page tried to reach other hosts: {external}'
+    if page_errors:
+        print('page errors:', page_errors)
