@@ -94,17 +94,20 @@ def _resize_256(frames):
     return np.stack([cv2.resize(f, (256, 256), interpolation=cv2.INTER_AREA) for f in frames])
 
 
+def _read_frames(path, kind, max_frames):
+    """(frames, fps, has_audio) of an image (one frame, no fps) or a video."""
+    if kind == 'image':
+        return [load_image(path)], None, False
+    info = probe_video(path)
+    return list(iter_video_frames(path, max_frames=max_frames)), info.fps, info.has_audio
+
+
 def load_source(path, options, *, animals=False, max_frames=None):
     """Reads and crops the source (image or video) with the source crop settings."""
     kind = kind_of(path)
     if kind == 'template':
         raise InputError(f'{path!r}: a motion template can drive an animation, not be its source')
-    if kind == 'image':
-        frames, fps, audio = [load_image(path)], None, False
-    else:
-        info = probe_video(path)
-        frames = list(iter_video_frames(path, max_frames=max_frames))
-        fps, audio = info.fps, info.has_audio
+    frames, fps, audio = _read_frames(path, kind, max_frames)
     return source_from_frames(frames, options, name=os.fspath(path), is_video=kind == 'video',
                               fps=fps, has_audio=audio, animals=animals)
 
@@ -169,12 +172,7 @@ def load_driving(path, options, *, max_frames=None):
         t = load_template(path)
         return DrivingInput(name, 'template', t.n_frames, t.fps, template=t,
                             eye_ratio=t.c_eyes, lip_ratio=t.c_lip)
-    if kind == 'image':
-        frames, fps, audio = [load_image(path)], None, False
-    else:
-        info = probe_video(path)
-        frames = list(iter_video_frames(path, max_frames=max_frames))
-        fps, audio = info.fps, info.has_audio
+    frames, fps, audio = _read_frames(path, kind, max_frames)
     return driving_from_frames(frames, options, name=name, is_video=kind == 'video', fps=fps,
                                has_audio=audio)
 
