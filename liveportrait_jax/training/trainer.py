@@ -29,7 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from liveportrait_jax.training import objectives
 from liveportrait_jax.training.data import TrainData
-from liveportrait_jax.training.openness import OpennessNet
+from liveportrait_jax.training.openness import OpennessNet, augment as augment_openness
 
 HEADS = ('stitching', 'eye', 'lip', 'openness')
 FROZEN = ('appearance_feature_extractor', 'warping_module', 'spade_generator')
@@ -182,6 +182,8 @@ def train(config, workdir, *, models=None, data=None, devices=None, log=print):
     t0 = time.perf_counter()
     while step < config.total_steps:
         batch = data.sample(config.seed, step, config.batch_size, train_idx)
+        if config.head == 'openness' and config.get('augment', True):
+            batch = augment_openness(batch, np.random.default_rng([config.seed, step, 1]))
         batch = jax.device_put(_batch_arrays(batch), batch_sharding)
         params, opt_state, metrics = train_step(params, opt_state, frozen, batch)
         step += 1
