@@ -14,7 +14,7 @@ from flax import nnx
 
 from liveportrait_jax.config import get_model_config
 from liveportrait_jax.models import NETWORKS, STITCHING_NETWORKS, build_network
-from liveportrait_jax.ops.keypoints import headpose_pred_to_degree, transform_keypoints
+from liveportrait_jax.ops.keypoints import headpose_pred_to_degree
 from liveportrait_jax.ops.stitching import apply_stitching_delta, concat_feat
 
 

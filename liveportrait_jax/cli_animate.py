@@ -4,7 +4,6 @@ import argparse
 import dataclasses
 import logging
 import os
-import sys
 import typing
 
 from liveportrait_jax.pipeline.options import AnimateOptions
@@ -151,7 +150,7 @@ def run(args):
         log.warning('=' * 72)
         log.warning('DEMO MODE: RANDOM WEIGHTS (config %r). The output is noise, not an '
                     'animation;\nit is labelled as such in every frame. For real results convert '
-                    'the released\nweights (README, "Weights") and drop --demo.', args.config)
+                    'the released\nweights (README, "Weights") and run without --demo.', args.config)
         log.warning('=' * 72)
         models = lp.init_random_models(args.config, seed=0, dtype=dtype)
     else:

@@ -1,5 +1,7 @@
 import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -45,3 +47,15 @@ def tiny_converted(tmp_path_factory):
     dst = root / 'converted'
     convert(src, dst, log=lambda *a: None)
     return dst
+
+
+def run_on_forced_host_devices(script, n, timeout=600):
+    """Runs a Python script in a fresh process whose CPU backend has `n` devices; it must print ok.
+
+    The device count is fixed when JAX starts, hence the subprocess.
+    """
+    env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}',
+               JAX_PLATFORMS='cpu')
+    res = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True,
+                         timeout=timeout)
+    assert res.returncode == 0 and 'ok' in res.stdout, res.stderr[-3000:]

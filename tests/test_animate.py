@@ -2,12 +2,12 @@
 
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import liveportrait_jax as lp
+from conftest import run_on_forced_host_devices
 import liveportrait_jax.pipeline
 from liveportrait_jax.io import (
     InputError, VideoWriter, load_template, load_video_frames, probe_video, save_image)
@@ -200,11 +200,7 @@ assert a.shape == (6, 128, 128, 3)
 assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 print('ok')
 '''
-    env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
-               JAX_PLATFORMS='cpu')
-    res = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True,
-                         timeout=600)
-    assert res.returncode == 0 and 'ok' in res.stdout, res.stderr[-3000:]
+    run_on_forced_host_devices(script, 4, timeout=600)
 
 
 def test_cli_demo_and_errors(tmp_path, capsys):

@@ -1,14 +1,13 @@
 """Fine-tuning: data preparation, objectives, resume, multi-device, export (tiny random weights)."""
 
-import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 import liveportrait_jax as lp
+from conftest import run_on_forced_host_devices
 from liveportrait_jax.io import VideoWriter
 from liveportrait_jax.pipeline.demo import synth_driving_frames
 from liveportrait_jax.training.data import TrainData, prepare_data
@@ -178,11 +177,7 @@ err = max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(four.params
 assert err < 0.5 * c.learning_rate, err
 print('ok', err)
 '''
-    env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
-               JAX_PLATFORMS='cpu')
-    res = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True,
-                         timeout=900)
-    assert res.returncode == 0 and 'ok' in res.stdout, res.stderr[-3000:]
+    run_on_forced_host_devices(script, 4, timeout=900)
 
 
 def test_export_reads_back_and_loads_into_the_pipeline(models, tmp_path):

@@ -1,6 +1,5 @@
 """Warping network W: warps the source feature volume with the keypoint-driven dense motion."""
 
-import jax.numpy as jnp
 from flax import nnx
 
 from liveportrait_jax.models.dense_motion import DenseMotionNetwork

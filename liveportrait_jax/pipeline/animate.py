@@ -16,7 +16,6 @@ import time
 from typing import Optional
 
 import cv2
-import jax.numpy as jnp
 import numpy as np
 
 from liveportrait_jax import faces

@@ -11,7 +11,6 @@ frames at once (arrays with a leading frame axis) instead of in a Python loop ov
 Shapes: N frames, K = 21 keypoints. Source arrays have a leading axis of 1 (image) or N (video).
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
