@@ -114,6 +114,7 @@ def test_non_square_driving_is_cropped_and_keeps_audio(models, media, tmp_path):
     dict(flag_eye_retargeting=True, flag_lip_retargeting=True),
     dict(flag_do_crop=False),
     dict(flag_pasteback=False, flag_stitching=False, driving_option='pose-friendly'),
+    dict(flag_stitching=False),  # the reference pastes back only with stitching
     dict(flag_crop_driving_video=True, dsize=256, scale=2.0, vy_ratio=0.0),
     dict(crop_box=(120.0, 20.0, 370.0, 270.0)),
 ])
@@ -121,7 +122,8 @@ def test_option_paths(models, media, tmp_path, changes):
     r = run(models, media['src'], media['drv'], tmp_path, options=AnimateOptions(**changes))
     info = probe_video(r.output)
     assert info.n_frames == N
-    if changes.get('flag_do_crop') is False or changes.get('flag_pasteback') is False:
+    if False in (changes.get('flag_do_crop'), changes.get('flag_pasteback'),
+                 changes.get('flag_stitching')):
         assert (info.width, info.height) == (changes.get('dsize', 512),) * 2
     else:
         assert (info.width, info.height) == (512, 512)  # the astronaut's own size

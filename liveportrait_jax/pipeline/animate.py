@@ -343,7 +343,10 @@ class FrameComposer:
 
     def __init__(self, source, options, label=None):
         self.source, self.options, self.label = source, options, label
-        self.paste = options.flag_pasteback and options.flag_do_crop and source.M_c2o is not None
+        # As the reference: paste-back needs a crop and stitching (without stitching the face does
+        # not line up with the original around the crop's border), otherwise the crop is the output.
+        self.paste = (options.flag_pasteback and options.flag_do_crop and options.flag_stitching
+                      and source.M_c2o is not None)
         self.mask = faces.make_paste_back_mask(options.dsize) if self.paste else None
 
     def crop_at_dsize(self, crop):
