@@ -25,6 +25,16 @@ _BANNER_HTML = ('<div id="lp-random-weights" style="background:#b91c1c;color:#ff
                 'padding:10px 14px;border-radius:8px;font-weight:600">&#9888; {}</div>')
 
 
+
+def _crop_controls(which, do_crop, scale, vx, vy):
+    """One row of crop controls (do crop, scale, x and y offsets) for the source or the driving."""
+    import gradio as gr
+    with gr.Row():
+        return (gr.Checkbox(do_crop, label=f'do crop ({which})'),
+                gr.Number(scale, label=f'{which} crop scale', minimum=1.8, maximum=3.2, step=0.05),
+                gr.Number(vx, label=f'{which} crop x', minimum=-0.5, maximum=0.5, step=0.01),
+                gr.Number(vy, label=f'{which} crop y', minimum=-0.5, maximum=0.5, step=0.01))
+
 def _options_md(animals):
     if animals:
         return ('Upload an animal photo (a cat-face detector crops it; or give a crop box) and a '
@@ -133,14 +143,8 @@ def _human_animation(h, default_chunk, demo_media):
                                             elem_id='lp-source-video')
             _selected([(t_img, 'Image'), (t_vid, 'Video')], source_tab)
             with gr.Accordion('Cropping options for the source image or video', open=True):
-                with gr.Row():
-                    flag_do_crop = gr.Checkbox(d.flag_do_crop, label='do crop (source)')
-                    scale = gr.Number(d.scale, label='source crop scale', minimum=1.8,
-                                      maximum=3.2, step=0.05)
-                    vx_ratio = gr.Number(d.vx_ratio, label='source crop x', minimum=-0.5,
-                                         maximum=0.5, step=0.01)
-                    vy_ratio = gr.Number(d.vy_ratio, label='source crop y', minimum=-0.5,
-                                         maximum=0.5, step=0.01)
+                flag_do_crop, scale, vx_ratio, vy_ratio = _crop_controls(
+                    'source', d.flag_do_crop, d.scale, d.vx_ratio, d.vy_ratio)
         with gr.Column():
             with gr.Tabs():
                 with gr.Tab('Driving Video') as d_vid:
@@ -155,15 +159,9 @@ def _human_animation(h, default_chunk, demo_media):
                                              elem_id='lp-driving-pickle')
             _selected([(d_vid, 'Video'), (d_img, 'Image'), (d_pkl, 'Pickle')], driving_tab)
             with gr.Accordion('Cropping options for the driving video', open=True):
-                with gr.Row():
-                    flag_crop_driving = gr.Checkbox(d.flag_crop_driving_video,
-                                                    label='do crop (driving)')
-                    scale_d = gr.Number(d.scale_crop_driving_video, label='driving crop scale',
-                                        minimum=1.8, maximum=3.2, step=0.05)
-                    vx_d = gr.Number(d.vx_ratio_crop_driving_video, label='driving crop x',
-                                     minimum=-0.5, maximum=0.5, step=0.01)
-                    vy_d = gr.Number(d.vy_ratio_crop_driving_video, label='driving crop y',
-                                     minimum=-0.5, maximum=0.5, step=0.01)
+                flag_crop_driving, scale_d, vx_d, vy_d = _crop_controls(
+                    'driving', d.flag_crop_driving_video, d.scale_crop_driving_video,
+                    d.vx_ratio_crop_driving_video, d.vy_ratio_crop_driving_video)
     if demo_media:
         gr.Examples([[demo_media[0], demo_media[1]]], [source_image, driving_video],
                     label='Built-in demo media (scikit-image astronaut, synthesised clip)',
