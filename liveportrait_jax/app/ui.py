@@ -28,7 +28,6 @@ _BANNER_HTML = ('<div id="lp-random-weights" style="background:#b91c1c;color:#ff
 
 def _crop_controls(which, do_crop, scale, vx, vy):
     """One row of crop controls (do crop, scale, x and y offsets) for the source or the driving."""
-    import gradio as gr
     with gr.Row():
         return (gr.Checkbox(do_crop, label=f'do crop ({which})'),
                 gr.Number(scale, label=f'{which} crop scale', minimum=1.8, maximum=3.2, step=0.05),
