@@ -4,7 +4,7 @@
     python train/train.py --config configs/train_retargeting_eye.py:tiny --workdir /tmp/eye   # tiny, random weights
 """
 
-from configs.train_common import base
+from liveportrait_jax.training.config import base
 
 
 def get_config(arg=None):

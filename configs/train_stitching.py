@@ -4,7 +4,7 @@
     python train/train.py --config configs/train_stitching.py:tiny --workdir /tmp/stitching   # tiny, random weights
 """
 
-from configs.train_common import base
+from liveportrait_jax.training.config import base
 
 
 def get_config(arg=None):

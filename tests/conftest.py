@@ -20,8 +20,15 @@ def tiny_ref():
 @pytest.fixture(scope='session')
 def tiny_models():
     """The tiny fixture checkpoints loaded straight from the .pth files."""
-    from liveportrait_jax.weights.checkpoint import load_torch_model_set
-    return load_torch_model_set(TINY, 'tiny')
+    import liveportrait_jax as lp
+    return lp.load_torch_models(TINY, 'tiny')
+
+
+@pytest.fixture(scope='session')
+def models():
+    """RANDOM tiny models (seed 0), shared by every test that needs a model set but no weights."""
+    import liveportrait_jax as lp
+    return lp.init_random_models('tiny', seed=0)
 
 
 def released_layout(root, src=TINY):

@@ -19,11 +19,6 @@ N = 6
 
 
 @pytest.fixture(scope='module')
-def models():
-    return lp.init_random_models('tiny', seed=0)
-
-
-@pytest.fixture(scope='module')
 def media(tmp_path_factory):
     d = tmp_path_factory.mktemp('media')
     src, drv = write_demo_inputs(d, n_frames=N, fps=FPS)
@@ -184,16 +179,15 @@ def test_sharded_chunks_match_one_device(tmp_path):
     script = r'''
 import numpy as np, jax, liveportrait_jax as lp
 from liveportrait_jax.pipeline.chunks import Chunker
-from liveportrait_jax.pipeline.kernels import kernels_for
+from liveportrait_jax.pipeline import kernels
 assert jax.local_device_count() == 4, jax.local_device_count()
 m = lp.init_random_models('tiny', seed=0)
-k = kernels_for(m)
 rng = np.random.default_rng(0)
 crops = rng.integers(0, 255, (6, 256, 256, 3), np.uint8)
-info = k.motion(crops[:1])
-f_s = k.feature(crops[:1])
+info = kernels.motion(m, crops[:1])
+f_s = kernels.feature(m, crops[:1])
 x_d = np.asarray(info['x_s']) + rng.normal(size=(6, 21, 3)).astype(np.float32) * 0.02
-fn = lambda xd: k.render_image_source(f_s, info['x_s'], xd)
+fn = lambda xd: kernels.render_image_source(m, f_s, info['x_s'], xd)
 four = Chunker(4)
 assert four.chunk == 4 and four.mesh is not None
 a = four.map(fn, [x_d], 6)

@@ -8,11 +8,6 @@ import liveportrait_jax as lp
 
 
 @pytest.fixture(scope='module')
-def models():
-    return lp.init_random_models('tiny', seed=0)
-
-
-@pytest.fixture(scope='module')
 def images():
     rng = np.random.default_rng(0)
     return rng.uniform(0, 1, size=(3, 64, 64, 3)).astype(np.float32)
@@ -55,9 +50,8 @@ def test_images_of_other_sizes_are_resized(models, images):
 def test_bfloat16_close_to_float32(tiny_models, tiny_ref):
     """bf16 compute on the fixture weights: errors against fp32 stay small (README lists the
     full-size numbers). Keypoint math and sampling coordinates stay float32."""
-    from liveportrait_jax.weights.checkpoint import load_torch_model_set
     from conftest import TINY
-    bf16 = load_torch_model_set(TINY, 'tiny', dtype=jnp.bfloat16)
+    bf16 = lp.load_torch_models(TINY, 'tiny', dtype=jnp.bfloat16)
     img = np.moveaxis(tiny_ref['image'], 1, -1)
     f32_info, bf_info = tiny_models.get_kp_info(img), bf16.get_kp_info(img)
     assert 0 < float(jnp.max(jnp.abs(f32_info['kp'] - bf_info['kp']))) < 0.05

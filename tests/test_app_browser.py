@@ -18,7 +18,7 @@ import pytest
 gr = pytest.importorskip('gradio', reason='the web app needs gradio (pip install gradio)')
 
 import liveportrait_jax as lp  # noqa: E402
-from liveportrait_jax.io import InputError, VideoWriter, save_image  # noqa: E402
+from liveportrait_jax.io import VideoWriter, save_image  # noqa: E402
 from liveportrait_jax.pipeline.demo import astronaut, synth_driving_frames  # noqa: E402
 
 CHROMIUM = '/usr/bin/chromium'
@@ -74,21 +74,49 @@ def test_build_app_human_and_animals(models, tmp_path):
 
 
 def test_handlers_report_input_errors(models, media, tmp_path):
-    from liveportrait_jax.app.handlers import AppHandlers, parse_box, payload_path
+    from liveportrait_jax.app.handlers import AppHandlers, payload_path
     h = AppHandlers(models, str(tmp_path))
     with pytest.raises(gr.Error, match=r"'bad.png': not a readable image"):
         h.check_image({'path': media['bad']})
+    no_progress = lambda *a, **k: None  # noqa: E731
     with pytest.raises(gr.Error, match='Please upload'):
         h.animate(None, None, None, None, None, False, True, True, True, True, 'all',
                   'expression-friendly', 1.0, False, 2.3, 0.0, -0.125, 2.2, 0.0, -0.1, 3e-7, 8,
-                  'Image', 'Video', progress=lambda *a, **k: None)
-    with pytest.raises(InputError, match='crop box'):
-        parse_box('1,2,3')
-    assert parse_box(' 10, 20, 110, 140 ') == (10.0, 20.0, 110.0, 140.0)
-    assert parse_box('') is None
+                  'Image', 'Video', progress=no_progress)
+    # The option values are checked against the AnimateOptions schema, naming the field.
+    with pytest.raises(gr.Error, match=r'scale must be in \[1.0, 4.0\], got 9.0'):
+        h.animate(None, None, None, None, None, False, True, True, True, True, 'all',
+                  'expression-friendly', 1.0, False, 9, 0.0, -0.125, 2.2, 0.0, -0.1, 3e-7, 8,
+                  'Image', 'Video', progress=no_progress)
+    with pytest.raises(gr.Error, match='crop_box must be x0,y0,x1,y1'):
+        h.animate_animals(None, None, None, True, False, 1.0, False, False, '1,2,3', 2.2, 0.0,
+                          -0.1, 8, 'Pickle', progress=no_progress)
+    with pytest.raises(gr.Error, match='Please upload'):
+        h.animate_animals(None, None, None, True, False, 1.0, False, False, ' 10, 20, 110, 140 ',
+                          2.2, 0.0, -0.1, 8, 'Pickle', progress=no_progress)
     assert payload_path({'video': {'path': '/x/a.mp4'}, 'subtitles': None}) == '/x/a.mp4'
     assert payload_path({'path': '/x/b.png', 'url': 'http://h/b.png'}) == '/x/b.png'
     assert payload_path(None) is None
+
+
+def test_option_controls_come_from_the_schema(models, tmp_path):
+    from liveportrait_jax.app import build_app
+    from liveportrait_jax.pipeline.options import SCHEMA
+    app = build_app(models, output_dir=str(tmp_path), examples=False)
+    controls = {}  # label -> the first control with it (the animation panel's)
+    for block in app.blocks.values():
+        if getattr(block, 'info', None):
+            controls.setdefault(block.label, block)
+    for name in ('flag_do_crop', 'scale', 'vy_ratio', 'scale_crop_driving_video',
+                 'animation_region', 'driving_multiplier', 'driving_smooth_observation_variance'):
+        field = SCHEMA[name]
+        control = controls[name.removeprefix('flag_').replace('_', ' ')]
+        assert control.info == field.metadata['help'] and control.value == field.default, name
+        if field.metadata['min'] is not None:
+            assert (control.minimum, control.maximum, control.step) == tuple(
+                field.metadata[k] for k in ('min', 'max', 'step')), name
+    assert controls['animation region'].choices == [(c, c) for c in SCHEMA[
+        'animation_region'].metadata['choices']]
 
 
 def test_load_app_models_falls_back_to_random(tmp_path):
@@ -99,7 +127,7 @@ def test_load_app_models_falls_back_to_random(tmp_path):
 
 def test_cli_app_arguments():
     import argparse
-    from liveportrait_jax import cli_app
+    from liveportrait_jax.cli import app as cli_app
     parser = argparse.ArgumentParser()
     cli_app.add_parser(parser.add_subparsers(dest='command'))
     args = parser.parse_args(['app'])

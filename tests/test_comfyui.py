@@ -118,6 +118,35 @@ def test_process_contract():
             assert params[name].default == value[1]['default'], name
 
 
+# The seed ComfyUI LivePortrait node's option inputs and defaults, which this node keeps.
+SEED_NODE_DEFAULTS = dict(
+    dsize=512, scale=2.3, vx_ratio=0.0, vy_ratio=-0.125, lip_zero=True, eye_retargeting=False,
+    eyes_retargeting_multiplier=1.0, lip_retargeting=False, lip_retargeting_multiplier=1.0,
+    stitching=True, relative=True)
+
+
+def test_option_inputs_are_the_seed_nodes_generated_from_the_schema():
+    from liveportrait_jax.integrations.comfyui.nodes import OPTION_FIELDS
+    from liveportrait_jax.pipeline.options import SCHEMA
+    req = LivePortraitProcess.INPUT_TYPES()['required']
+    defaults = {name: spec[1]['default'] for name, spec in req.items() if len(spec) > 1}
+    assert defaults == SEED_NODE_DEFAULTS
+    assert all(type(defaults[k]) is type(v) for k, v in SEED_NODE_DEFAULTS.items())
+    steps = {'dsize': 1, 'scale': 0.01, 'vx_ratio': 0.001, 'vy_ratio': 0.001,
+             'eyes_retargeting_multiplier': 0.01, 'lip_retargeting_multiplier': 0.01}
+    assert {name: req[name][1]['step'] for name in steps} == steps
+    for name, field in OPTION_FIELDS.items():  # tooltips and ranges: the AnimateOptions schema's
+        kind, conf = req[name]
+        meta = SCHEMA[field].metadata
+        assert conf['tooltip'] == meta['help'], name
+        if kind != 'BOOLEAN':
+            assert (conf['min'], conf['max'], conf['step']) == (
+                meta['min'], meta['max'], meta['step']), name
+        if name != 'lip_zero':  # the node's one default of its own (the reference CLI: False)
+            assert conf['default'] == SCHEMA[field].default, name
+    assert SCHEMA['flag_normalize_lip'].default is False
+
+
 # ----------------------------------------------------------------------------------------------
 # Loader
 
@@ -193,6 +222,8 @@ def test_errors(pipe, source, driving):
         node.process(pipe, source, driving, dsize=32)
     with pytest.raises(ValueError, match='scale must be in'):
         node.process(pipe, source, driving, scale=5.0)
+    with pytest.raises(ValueError, match='dsize must be an integer'):
+        node.process(pipe, source, driving, dsize=256.5)
     with pytest.raises(ValueError, match='3 colour channels'):
         node.process(pipe, source[..., :2], driving)
     with pytest.raises(TypeError, match='LivePortrait \\(JAX\\) Loader'):

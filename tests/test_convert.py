@@ -68,6 +68,21 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert 'no LivePortrait checkpoints found' in capsys.readouterr().err
 
 
+def test_flat_folder_missing_a_file_names_it(tmp_path, capsys):
+    src = tmp_path / 'weights_src'
+    src.mkdir()
+    for f in TINY.glob('*.pth'):
+        if f.name != 'spade_generator.pth':
+            os.symlink(f, src / f.name)
+    expected = f'{src}: found 4 of the 5 checkpoint files; missing: spade_generator.pth'
+    with pytest.raises(CheckpointError) as e:
+        convert(src, tmp_path / 'out', **QUIET)
+    assert str(e.value) == expected
+    assert main(['convert', str(src), str(tmp_path / 'out')]) == 2
+    assert capsys.readouterr().err == f'liveportrait-jax convert: error: {expected}\n'
+    assert not (tmp_path / 'out').exists()
+
+
 def test_load_models_without_weights_says_how_to_get_them(tmp_path):
     with pytest.raises(CheckpointError) as e:
         lp.load_models(tmp_path / 'weights')

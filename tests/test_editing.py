@@ -103,11 +103,6 @@ def test_slider_validation():
 # --- on the tiny random models --------------------------------------------------------------------
 
 @pytest.fixture(scope='module')
-def models():
-    return lp.init_random_models('tiny', seed=0)
-
-
-@pytest.fixture(scope='module')
 def prepared(models):
     return ed.prepare_portrait(models, astronaut(), name='astronaut.png')
 

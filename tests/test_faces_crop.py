@@ -159,3 +159,88 @@ def test_rescale_c2o(astro):
     M256 = C.rescale_c2o(r.M_c2o, 512, 256)
     p = C.transform_points(r.landmarks_256, M256)
     assert np.abs(p - lm).max() < 1e-3
+
+
+# --- the crop defaults' one home and the AnimateOptions schema ----------------------------------
+
+def test_crop_defaults_have_one_home():
+    import inspect
+
+    from liveportrait_jax.pipeline.options import AnimateOptions
+    d = AnimateOptions()
+    src, drv = C.SOURCE_CROP, C.DRIVING_CROP
+    assert (d.dsize, d.scale, d.vx_ratio, d.vy_ratio, d.flag_do_rot) == (
+        src.dsize, src.scale, src.vx_ratio, src.vy_ratio, src.flag_do_rot) == (
+        512, 2.3, 0.0, -0.125, True)  # the reference's CLI defaults
+    assert (d.scale_crop_driving_video, d.vx_ratio_crop_driving_video,
+            d.vy_ratio_crop_driving_video) == (drv.scale, drv.vx_ratio, drv.vy_ratio) == (
+        2.2, 0.0, -0.1)
+    for fn, settings, names in (
+            (C.crop_source_image, src, ('dsize', 'scale', 'vx_ratio', 'vy_ratio', 'flag_do_rot')),
+            (C.crop_driving_frames, drv, ('dsize', 'scale', 'vx_ratio', 'vy_ratio'))):
+        params = inspect.signature(fn).parameters
+        assert all(params[n].default == getattr(settings, n) for n in names), fn.__name__
+
+
+def test_every_option_has_help_and_is_checked():
+    from liveportrait_jax.pipeline.options import SCHEMA, AnimateOptions
+    assert set(SCHEMA) == {f.name for f in __import__('dataclasses').fields(AnimateOptions)}
+    for name, field in SCHEMA.items():
+        meta = field.metadata
+        assert isinstance(meta['help'], str) and len(meta['help']) > 10, name
+        if meta['min'] is not None:
+            with pytest.raises(ValueError, match=rf'{name} must be in \[.*\], got'):
+                AnimateOptions(**{name: meta['min'] - 1})
+        if meta['max'] is not None:
+            with pytest.raises(ValueError, match=rf'{name} must be in \[.*\], got'):
+                AnimateOptions(**{name: meta['max'] + 1})
+        if meta['choices']:
+            with pytest.raises(ValueError, match=f'{name} must be one of'):
+                AnimateOptions(**{name: 'nonsense'})
+        if field.type is bool:
+            with pytest.raises(ValueError, match=f'{name} must be True or False'):
+                AnimateOptions(**{name: 'yes'})
+    with pytest.raises(ValueError, match=r'dsize must be in \[64, 2048\], got 32'):
+        AnimateOptions(dsize=32)
+    with pytest.raises(ValueError, match='dsize must be an integer'):
+        AnimateOptions(dsize=256.5)
+    with pytest.raises(ValueError, match='scale must be a number'):
+        AnimateOptions(scale='big')
+    for box in ((1, 2, 3), (10, 10, 5, 20)):
+        with pytest.raises(ValueError, match='crop_box must be x0,y0,x1,y1'):
+            AnimateOptions(crop_box=box)
+    with pytest.raises(ValueError, match='driving_multiplier'):
+        AnimateOptions().replace(driving_multiplier=-1.0)  # replace validates too
+    AnimateOptions(dsize=np.int64(256), scale=np.float32(2.0), flag_stitching=np.bool_(False),
+                   crop_box=(10, 20, 110, 140))
+
+
+def test_cli_flags_from_the_schema():
+    import argparse
+
+    from liveportrait_jax.pipeline.options import (
+        SCHEMA, AnimateOptions, add_option_arguments, options_from_args, parse_box)
+    parser = argparse.ArgumentParser()
+    add_option_arguments(parser)
+    actions = {a.dest: a for a in parser._actions}
+    for name, field in SCHEMA.items():  # every flag: its help, default and range
+        text = actions[name].help
+        assert text.startswith(field.metadata['help']), name
+        assert f'(default: {field.default}' in text, name
+        if field.metadata['min'] is not None:
+            assert f'range [{field.metadata["min"]}, ' in text, name
+        assert '--' + name.replace('_', '-') in actions[name].option_strings
+    assert options_from_args(parser.parse_args([])) == AnimateOptions()
+    args = parser.parse_args(['--no-flag-stitching', '--flag-write-gif', '--dsize', '256',
+                              '--crop-box', '10,20,110,140', '--animation-region', 'lip'])
+    o = options_from_args(args, vy_ratio=0.0)
+    assert (o.flag_stitching, o.flag_write_gif, o.dsize, o.crop_box, o.animation_region,
+            o.vy_ratio) == (False, True, 256, (10.0, 20.0, 110.0, 140.0), 'lip', 0.0)
+    for bad in (['--dsize', '32'], ['--dsize', '2.5'], ['--scale', 'x'], ['--crop-box', '1,2,3'],
+                ['--driving-option', 'other']):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+    assert parse_box(' 10, 20, 110, 140 ') == (10.0, 20.0, 110.0, 140.0)
+    assert parse_box('') is None and parse_box(None) is None
+    with pytest.raises(ValueError, match='crop_box'):
+        parse_box('1,2,x,4')

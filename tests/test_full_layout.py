@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES
-from liveportrait_jax.api import build_models
-from liveportrait_jax.config import get_model_config
+from liveportrait_jax.models.configs import get_config as get_model_config
+from liveportrait_jax.models.model_set import build_networks
 from liveportrait_jax.models import NETWORKS
 from liveportrait_jax.weights.checkpoint import map_torch_state_dicts
 from liveportrait_jax.weights.errors import CheckpointMismatchError
@@ -44,7 +44,7 @@ def state_dicts(layout):
 
 @pytest.fixture(scope='module')
 def abstract_full():
-    return build_models('full', abstract=True)
+    return build_networks('full', abstract=True)
 
 
 def test_full_config_matches_released_models_json():

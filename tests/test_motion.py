@@ -6,18 +6,12 @@ import numpy as np
 import pytest
 
 import liveportrait_jax as lp
-from liveportrait_jax.pipeline.animate import compose_keypoints
-from liveportrait_jax.pipeline.kernels import kernels_for
+from liveportrait_jax.pipeline.animation import compose_keypoints
 from liveportrait_jax.pipeline.motion import kalman_smooth, source_video_targets
 from liveportrait_jax.pipeline.options import AnimateOptions
 from reference_motion import reference_keypoints
 
 N = 5
-
-
-@pytest.fixture(scope='module')
-def models():
-    return lp.init_random_models('tiny', seed=3)
 
 
 def _motion(rng, n):
@@ -42,7 +36,7 @@ def _case(models, options, *, src_video, drv_video, seed=0):
                   src_lip=rng.uniform(0.0, 0.3, (s, 1)).astype(np.float32),
                   drv_eye=rng.uniform(0.1, 0.4, (N, 2)).astype(np.float32),
                   drv_lip=rng.uniform(0.0, 0.3, (N, 1)).astype(np.float32))
-    got = compose_keypoints(kernels_for(models), src, drv, x_s, options, source_is_video=src_video,
+    got = compose_keypoints(models, src, drv, x_s, options, source_is_video=src_video,
                             driving_is_video=drv_video, lip_array=lip_array, **ratios)
     smooth = {'exp': None, 'R': None}
     if src_video:

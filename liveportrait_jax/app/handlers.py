@@ -18,10 +18,11 @@ import uuid
 import gradio as gr
 
 from liveportrait_jax import faces
+from liveportrait_jax.demo import RANDOM_LABEL
 from liveportrait_jax.io import InputError, OutputError, load_image
-from liveportrait_jax.pipeline import AnimateOptions, animate
-from liveportrait_jax.pipeline import editing
+from liveportrait_jax.pipeline import AnimateOptions, animate, editing
 from liveportrait_jax.pipeline.inputs import kind_of
+from liveportrait_jax.pipeline.options import options_from_values
 
 log = logging.getLogger('liveportrait_jax')
 
@@ -91,20 +92,6 @@ def _int(v, name, lo=1, hi=1024):
     return v
 
 
-def parse_box(text):
-    """'x0,y0,x1,y1' -> tuple, or None for an empty field."""
-    text = (text or '').strip()
-    if not text:
-        return None
-    try:
-        box = tuple(float(v) for v in text.replace(' ', '').split(','))
-    except ValueError:
-        box = ()
-    if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
-        raise InputError(f'crop box: expected x0,y0,x1,y1 with x1>x0 and y1>y0, got {text!r}')
-    return box
-
-
 def _timings_md(result, extra=''):
     lines = [f'**{result.n_frames} frame(s)** at {result.fps:.2f} fps in '
              f'{result.timings.get("total", 0.0):.1f} s{extra}', '']
@@ -123,7 +110,7 @@ class AppHandlers:
         self._prepared = collections.OrderedDict()  # (path, scale, do_crop) -> PreparedPortrait
         self._lock = threading.Lock()
         self._prepare_lock = threading.Lock()  # one portrait preparation at a time
-        self.note = ' (RANDOM WEIGHTS: the output is noise)' if models.random_weights else ''
+        self.note = f' ({RANDOM_LABEL}: the output is noise)' if models.random_weights else ''
 
     def _run_dir(self, kind):
         d = os.path.join(self.output_dir, f'{kind}-{time.strftime("%H%M%S")}-'
@@ -166,7 +153,8 @@ class AppHandlers:
                 driving_smooth_observation_variance, chunk, source_tab, driving_tab,
                 progress=gr.Progress(track_tqdm=True)):
         """Human animation; returns updates for (video, concat video, image, concat image,
-        status)."""
+        status). The option parameters are named as the AnimateOptions fields they set."""
+        options = options_from_values(locals())
         sources = {'Image': payload_path(source_image), 'Video': payload_path(source_video)}
         drivings = {'Video': payload_path(driving_video), 'Image': payload_path(driving_image),
                     'Pickle': payload_path(driving_pickle)}
@@ -175,20 +163,6 @@ class AppHandlers:
         if source is None or driving is None:
             raise gr.Error('Please upload the source portrait (image or video) and a driving '
                            'video, image or motion template (.pkl).')
-        options = AnimateOptions(
-            flag_normalize_lip=bool(flag_normalize_lip),
-            flag_relative_motion=bool(flag_relative_motion), flag_do_crop=bool(flag_do_crop),
-            flag_pasteback=bool(flag_pasteback), flag_stitching=bool(flag_stitching),
-            animation_region=str(animation_region), driving_option=str(driving_option),
-            driving_multiplier=_float(driving_multiplier, 'driving multiplier'),
-            flag_crop_driving_video=bool(flag_crop_driving_video),
-            scale=_float(scale, 'source crop scale'), vx_ratio=_float(vx_ratio, 'source crop x'),
-            vy_ratio=_float(vy_ratio, 'source crop y'),
-            scale_crop_driving_video=_float(scale_crop_driving_video, 'driving crop scale'),
-            vx_ratio_crop_driving_video=_float(vx_ratio_crop_driving_video, 'driving crop x'),
-            vy_ratio_crop_driving_video=_float(vy_ratio_crop_driving_video, 'driving crop y'),
-            driving_smooth_observation_variance=_float(driving_smooth_observation_variance,
-                                                       'motion smooth strength'))
         return self._animate(source, driving, options, chunk, progress, gif=False)
 
     @user_errors
@@ -198,21 +172,13 @@ class AppHandlers:
                         vx_ratio_crop_driving_video, vy_ratio_crop_driving_video, chunk,
                         driving_tab, progress=gr.Progress(track_tqdm=True)):
         """Animal animation; returns updates for (video, gif, concat video, status)."""
+        options = options_from_values(locals(), flag_write_gif=True)
         source = payload_path(source_image)
         driving = _pick({'Video': payload_path(driving_video),
                          'Pickle': payload_path(driving_pickle)}, driving_tab or 'Pickle')
         if source is None or driving is None:
             raise gr.Error('Please upload the source animal image and a driving video or '
                            'motion template (.pkl).')
-        options = AnimateOptions(
-            flag_do_crop=bool(flag_do_crop), flag_pasteback=bool(flag_pasteback),
-            driving_multiplier=_float(driving_multiplier, 'driving multiplier'),
-            flag_stitching=bool(flag_stitching),
-            flag_crop_driving_video=bool(flag_crop_driving_video), crop_box=parse_box(crop_box),
-            scale_crop_driving_video=_float(scale_crop_driving_video, 'driving crop scale'),
-            vx_ratio_crop_driving_video=_float(vx_ratio_crop_driving_video, 'driving crop x'),
-            vy_ratio_crop_driving_video=_float(vy_ratio_crop_driving_video, 'driving crop y'),
-            flag_write_gif=True)
         try:
             return self._animate(source, driving, options, chunk, progress, gif=True)
         except faces.NoAnimalFaceError as e:
@@ -331,5 +297,7 @@ def _pick(paths, tab):
 
 
 def neutral_slider_values():
-    """Reset values: the SLIDERS, crop scale 2.5, stitching on, crop on (reference order)."""
-    return tuple(s.neutral for s in editing.SLIDERS) + (editing.EDIT_SOURCE_SCALE, True, True)
+    """Reset values: the SLIDERS, the editing crop scale, stitching and crop as by default."""
+    d = AnimateOptions()
+    return tuple(s.neutral for s in editing.SLIDERS) + (editing.EDIT_SOURCE_SCALE,
+                                                        d.flag_stitching, d.flag_do_crop)

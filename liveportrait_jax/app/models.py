@@ -1,9 +1,5 @@
 """Model loading for the app: the converted weights, or labelled random weights (demo mode)."""
 
-import logging
-
-log = logging.getLogger('liveportrait_jax')
-
 
 def load_app_models(weights='weights', *, animals=False, demo=False, config='tiny',
                     dtype='float32'):
@@ -19,16 +15,6 @@ def load_app_models(weights='weights', *, animals=False, demo=False, config='tin
     Returns:
       LivePortraitModels; `.random_weights` is True in demo mode (the page then says so).
     """
-    import jax.numpy as jnp
-    import liveportrait_jax as lp
-    from liveportrait_jax.weights.errors import CheckpointError
-    dtype = jnp.dtype(dtype)
-    if not demo:
-        try:
-            return lp.load_models(weights, dtype=dtype,
-                                  variant='animals' if animals else 'human')
-        except CheckpointError as e:
-            log.warning('%s\nNo usable weights: starting in demo mode with RANDOM weights.', e)
-    log.warning('DEMO MODE: RANDOM WEIGHTS (config %r); results are noise and are labelled so.',
-                config)
-    return lp.init_random_models(config, seed=0, dtype=dtype)
+    from liveportrait_jax.demo import load_models_or_demo
+    return load_models_or_demo(weights, variant='animals' if animals else 'human', dtype=dtype,
+                               demo=demo, fallback=True, demo_config=config)

@@ -6,6 +6,7 @@ retargeting. Animal mode: animation of an animal photo with a driving video or t
 Nothing is fetched from the internet: analytics off, no share link, Gradio's bundled fonts.
 """
 
+import inspect
 import logging
 import os
 import tempfile
@@ -13,26 +14,48 @@ import tempfile
 import gradio as gr
 
 from liveportrait_jax.app.handlers import AppHandlers, neutral_slider_values
+from liveportrait_jax.demo import RANDOM_LABEL
 from liveportrait_jax.pipeline import editing
-from liveportrait_jax.pipeline.options import ANIMATION_REGIONS, DRIVING_OPTIONS, AnimateOptions
+from liveportrait_jax.pipeline.options import SCHEMA
 
 log = logging.getLogger('liveportrait_jax')
 
-RANDOM_BANNER = ('RANDOM WEIGHTS - demo mode: these models were initialised at random, so every '
+RANDOM_BANNER = (f'{RANDOM_LABEL} mode: these models were initialised at random, so every '
                  'result is noise, not an animation. Convert the released LivePortrait weights '
                  '(README, "Weights") and start the app with --weights DIR.')
 _BANNER_HTML = ('<div id="lp-random-weights" style="background:#b91c1c;color:#fff;'
                 'padding:10px 14px;border-radius:8px;font-weight:600">&#9888; {}</div>')
+SOURCE_CROP_FIELDS = ('flag_do_crop', 'scale', 'vx_ratio', 'vy_ratio')
+DRIVING_CROP_FIELDS = ('flag_crop_driving_video', 'scale_crop_driving_video',
+                       'vx_ratio_crop_driving_video', 'vy_ratio_crop_driving_video')
 
 
+def _control(name, value=None, label=None):
+    """The control of AnimateOptions field `name`, from its schema: its default (or `value`), its
+    help as the info line, its range and step, or its choices."""
+    field, m = SCHEMA[name], SCHEMA[name].metadata
+    value = field.default if value is None else value
+    kw = dict(label=label or name.removeprefix('flag_').replace('_', ' '), info=m['help'])
+    if field.type is bool:
+        return gr.Checkbox(value, **kw)
+    if m['choices']:
+        return gr.Radio(list(m['choices']), value=value, **kw)
+    if name == 'crop_box':
+        return gr.Textbox(','.join(map(str, value or ())), placeholder='e.g. 120,80,420,380', **kw)
+    return gr.Number(value, minimum=m['min'], maximum=m['max'], step=m['step'],
+                     precision=0 if field.type is int else None, **kw)
 
-def _crop_controls(which, do_crop, scale, vx, vy):
-    """One row of crop controls (do crop, scale, x and y offsets) for the source or the driving."""
+
+def _controls(names):
+    """A row of schema controls, {field name: control}."""
     with gr.Row():
-        return (gr.Checkbox(do_crop, label=f'do crop ({which})'),
-                gr.Number(scale, label=f'{which} crop scale', minimum=1.8, maximum=3.2, step=0.05),
-                gr.Number(vx, label=f'{which} crop x', minimum=-0.5, maximum=0.5, step=0.01),
-                gr.Number(vy, label=f'{which} crop y', minimum=-0.5, maximum=0.5, step=0.01))
+        return {name: _control(name) for name in names}
+
+
+def _inputs(handler, components):
+    """`components` ({parameter name: component}) in the order of the handler's parameters."""
+    return [components[p] for p in inspect.signature(handler).parameters if p in components]
+
 
 def _options_md(animals):
     if animals:
@@ -126,7 +149,6 @@ def _selected(tab_items, state):
 # -- human animation -------------------------------------------------------------------------
 
 def _human_animation(h, default_chunk, demo_media):
-    d = AnimateOptions()
     gr.Markdown('## Animation\n' + _options_md(False))
     source_tab = gr.State('Image')
     driving_tab = gr.State('Video')
@@ -142,8 +164,7 @@ def _human_animation(h, default_chunk, demo_media):
                                             elem_id='lp-source-video')
             _selected([(t_img, 'Image'), (t_vid, 'Video')], source_tab)
             with gr.Accordion('Cropping options for the source image or video', open=True):
-                flag_do_crop, scale, vx_ratio, vy_ratio = _crop_controls(
-                    'source', d.flag_do_crop, d.scale, d.vx_ratio, d.vy_ratio)
+                c = _controls(SOURCE_CROP_FIELDS)
         with gr.Column():
             with gr.Tabs():
                 with gr.Tab('Driving Video') as d_vid:
@@ -158,28 +179,15 @@ def _human_animation(h, default_chunk, demo_media):
                                              elem_id='lp-driving-pickle')
             _selected([(d_vid, 'Video'), (d_img, 'Image'), (d_pkl, 'Pickle')], driving_tab)
             with gr.Accordion('Cropping options for the driving video', open=True):
-                flag_crop_driving, scale_d, vx_d, vy_d = _crop_controls(
-                    'driving', d.flag_crop_driving_video, d.scale_crop_driving_video,
-                    d.vx_ratio_crop_driving_video, d.vy_ratio_crop_driving_video)
+                c.update(_controls(DRIVING_CROP_FIELDS))
     if demo_media:
         gr.Examples([[demo_media[0], demo_media[1]]], [source_image, driving_video],
                     label='Built-in demo media (scikit-image astronaut, synthesised clip)',
                     cache_examples=False)
     with gr.Accordion('Animation options', open=True):
-        with gr.Row():
-            flag_normalize_lip = gr.Checkbox(d.flag_normalize_lip, label='normalize lip')
-            flag_relative = gr.Checkbox(d.flag_relative_motion, label='relative motion')
-            flag_pasteback = gr.Checkbox(d.flag_pasteback, label='paste-back')
-            flag_stitching = gr.Checkbox(d.flag_stitching, label='stitching')
-            region = gr.Radio(list(ANIMATION_REGIONS), value=d.animation_region,
-                              label='animation region')
-            driving_option = gr.Radio(list(DRIVING_OPTIONS), value=d.driving_option,
-                                      label='driving option (i2v)')
-            multiplier = gr.Number(d.driving_multiplier, label='driving multiplier (i2v)',
-                                   minimum=0.0, maximum=2.0, step=0.02)
-            smooth = gr.Number(d.driving_smooth_observation_variance,
-                               label='motion smooth strength (v2v)', minimum=1e-11, maximum=1e-2,
-                               step=1e-8)
+        c.update(_controls(('flag_normalize_lip', 'flag_relative_motion', 'flag_pasteback',
+                            'flag_stitching', 'animation_region', 'driving_option',
+                            'driving_multiplier', 'driving_smooth_observation_variance')))
         chunk = _chunk_control(default_chunk, 'lp-chunk')
     button = gr.Button('Animate', variant='primary', elem_id='lp-animate-btn')
     with gr.Row():
@@ -198,12 +206,11 @@ def _human_animation(h, default_chunk, demo_media):
     driving_image.upload(h.check_image, driving_image, None, preprocess=False)
     for comp in (source_video, driving_video, driving_pickle):
         comp.upload(h.check_media, comp, None, preprocess=False)
+    c.update(source_image=source_image, source_video=source_video, driving_video=driving_video,
+             driving_image=driving_image, driving_pickle=driving_pickle, chunk=chunk,
+             source_tab=source_tab, driving_tab=driving_tab)
     button.click(
-        h.animate,
-        [source_image, source_video, driving_video, driving_image, driving_pickle,
-         flag_normalize_lip, flag_relative, flag_do_crop, flag_pasteback, flag_stitching, region,
-         driving_option, multiplier, flag_crop_driving, scale, vx_ratio, vy_ratio, scale_d, vx_d,
-         vy_d, smooth, chunk, source_tab, driving_tab],
+        h.animate, _inputs(h.animate, c),
         [out_video, out_concat, out_image, out_concat_image, status], preprocess=False,
         show_progress='full', **DEVICE)
 
@@ -211,7 +218,6 @@ def _human_animation(h, default_chunk, demo_media):
 # -- animal animation ------------------------------------------------------------------------
 
 def _animal_animation(h, default_chunk, demo_media):
-    d = AnimateOptions()
     gr.Markdown('## Animation (animals)\n' + _options_md(True))
     driving_tab = gr.State('Pickle')
     with gr.Row():
@@ -219,10 +225,7 @@ def _animal_animation(h, default_chunk, demo_media):
             source_image = gr.Image(type='filepath', label='source animal image',
                                     sources=['upload', 'clipboard'], elem_id='lp-source-image')
             with gr.Accordion('Cropping options for the source image', open=True):
-                with gr.Row():
-                    flag_do_crop = gr.Checkbox(True, label='do crop (source)')
-                    crop_box = gr.Textbox('', label='crop box x0,y0,x1,y1 (empty: cat-face '
-                                          'detector)', placeholder='e.g. 120,80,420,380')
+                c = _controls(('flag_do_crop', 'crop_box'))
         with gr.Column():
             with gr.Tabs():
                 with gr.Tab('Driving Pickle') as d_pkl:
@@ -233,24 +236,16 @@ def _animal_animation(h, default_chunk, demo_media):
                                              elem_id='lp-driving-video')
             _selected([(d_pkl, 'Pickle'), (d_vid, 'Video')], driving_tab)
             with gr.Accordion('Cropping options for the driving video', open=True):
-                with gr.Row():
-                    flag_crop_driving = gr.Checkbox(False, label='do crop (driving)')
-                    scale_d = gr.Number(d.scale_crop_driving_video, label='driving crop scale',
-                                        minimum=1.8, maximum=3.2, step=0.05)
-                    vx_d = gr.Number(d.vx_ratio_crop_driving_video, label='driving crop x',
-                                     minimum=-0.5, maximum=0.5, step=0.01)
-                    vy_d = gr.Number(d.vy_ratio_crop_driving_video, label='driving crop y',
-                                     minimum=-0.5, maximum=0.5, step=0.01)
+                c.update(_controls(DRIVING_CROP_FIELDS))
     if demo_media:
         gr.Examples([[demo_media[1]]], [driving_video],
                     label='Built-in driving clip (synthesised from the astronaut)',
                     cache_examples=False)
     with gr.Accordion('Animation options', open=False):
-        with gr.Row():
-            flag_stitching = gr.Checkbox(False, label='stitching (not recommended)')
-            flag_pasteback = gr.Checkbox(False, label='paste-back (not recommended)')
-            multiplier = gr.Number(1.0, label='driving multiplier', minimum=0.0, maximum=2.0,
-                                   step=0.02)
+        with gr.Row():  # the reference's animal app: no stitching, no paste-back
+            c.update({name: _control(name, False, f'{name[5:]} (not recommended)')
+                      for name in ('flag_stitching', 'flag_pasteback')})
+            c['driving_multiplier'] = _control('driving_multiplier')
         chunk = _chunk_control(default_chunk, 'lp-chunk')
     button = gr.Button('Animate', variant='primary', elem_id='lp-animate-btn')
     with gr.Row():
@@ -263,10 +258,10 @@ def _animal_animation(h, default_chunk, demo_media):
     source_image.upload(h.check_image, source_image, None, preprocess=False)
     for comp in (driving_video, driving_pickle):
         comp.upload(h.check_media, comp, None, preprocess=False)
+    c.update(source_image=source_image, driving_video=driving_video,
+             driving_pickle=driving_pickle, chunk=chunk, driving_tab=driving_tab)
     button.click(
-        h.animate_animals,
-        [source_image, driving_video, driving_pickle, flag_do_crop, flag_pasteback, multiplier,
-         flag_stitching, flag_crop_driving, crop_box, scale_d, vx_d, vy_d, chunk, driving_tab],
+        h.animate_animals, _inputs(h.animate_animals, c),
         [out_video, out_gif, out_concat, status], preprocess=False, show_progress='full',
         **DEVICE)
 
@@ -284,10 +279,8 @@ def _image_editing(h, demo_media):
                 'image**) to render.')
     lo, hi, step = editing.RATIO_RANGE
     with gr.Row():
-        do_crop = gr.Checkbox(True, label='do crop (source)')
-        stitching = gr.Checkbox(True, label='stitching')
-        scale = gr.Number(editing.EDIT_SOURCE_SCALE, label='crop scale', minimum=1.8, maximum=3.2,
-                          step=0.05)
+        do_crop, stitching = _control('flag_do_crop'), _control('flag_stitching')
+        scale = _control('scale', editing.EDIT_SOURCE_SCALE)
         eye = gr.Slider(lo, hi, value=0.0, step=step, label='target eyes-open ratio',
                         elem_id='lp-eye-ratio')
         lip = gr.Slider(lo, hi, value=0.0, step=step, label='target lip-open ratio',
@@ -341,13 +334,11 @@ def _video_retargeting(h, default_chunk, demo_media):
                 'video (smoothed over time), or keeps the lips silent.')
     lo, hi, step = editing.RATIO_RANGE
     with gr.Row():
-        do_crop = gr.Checkbox(True, label='do crop (source)')
-        scale = gr.Number(editing.VIDEO_SOURCE_SCALE, label='crop scale', minimum=1.8,
-                          maximum=3.2, step=0.05)
+        do_crop, scale = _control('flag_do_crop'), _control('scale', editing.VIDEO_SOURCE_SCALE)
         lip = gr.Slider(lo, hi, value=0.0, step=step, label='target lip-open ratio',
                         elem_id='lp-video-lip-ratio')
-        smooth = gr.Number(editing.VIDEO_SMOOTH_VARIANCE, label='motion smooth strength',
-                           minimum=1e-11, maximum=1e-2, step=1e-8)
+        smooth = _control('driving_smooth_observation_variance', editing.VIDEO_SMOOTH_VARIANCE,
+                          'motion smooth strength')
         silence = gr.Checkbox(False, label='keeping the lip silent')
     chunk = _chunk_control(default_chunk, 'lp-video-chunk')
     button = gr.Button('Retarget video', variant='primary', elem_id='lp-retarget-btn')

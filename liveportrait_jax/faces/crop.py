@@ -10,12 +10,12 @@ Reference semantics (KwaiVGI/LivePortrait ``src/utils/crop.py``, ``cropper.py``)
   and the extent. The crop is a square of side ``scale * max(extent)`` around that centre, moved
   by ``vx_ratio * side`` along ``ux`` and ``vy_ratio * side`` along ``uy`` (negative ``vy_ratio``
   moves it up the face, to keep more forehead and hair).
-* Source images (``crop_source_image``): scale 2.3, vy -0.125, and the crop is rotated so the
-  face axis is vertical (``flag_do_rot``). Driving videos (``crop_driving_frames``): scale 2.2,
-  vy -0.1, an axis-aligned box per frame (no rotation), and one box for the whole video: the mean
-  of the per-frame boxes, so the camera does not shake with landmark jitter.
+* Source images (``crop_source_image``, defaults ``SOURCE_CROP``): the crop is rotated so the
+  face axis is vertical (``flag_do_rot``). Driving videos (``crop_driving_frames``, defaults
+  ``DRIVING_CROP``): an axis-aligned box per frame (no rotation), and one box for the whole video:
+  the mean of the per-frame boxes, so the camera does not shake with landmark jitter.
 * The crop is a similarity warp (``cv2.warpAffine``, bilinear, black border) to ``dsize`` x
-  ``dsize`` (512); the networks get a 256x256 resize of it (INTER_AREA for sources, bilinear for
+  ``dsize``; the networks get a 256x256 resize of it (INTER_AREA for sources, bilinear for
   driving frames, as in the reference pipeline).
 
 MediaPipe indices. The reference's points are insightface's 106 (sources) or its own 203
@@ -35,6 +35,7 @@ Matrices are float64 3x3 homogeneous: ``M_o2c`` maps original pixels to crop pix
 
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
@@ -61,8 +62,11 @@ LEFT_EYE_CENTER = (33, 133, 159, 145)    # outer corner, inner corner, upper / l
 RIGHT_EYE_CENTER = (263, 362, 386, 374)
 MOUTH_CORNERS = (61, 291)
 
-SOURCE_CROP = dict(dsize=512, scale=2.3, vx_ratio=0.0, vy_ratio=-0.125, flag_do_rot=True)
-DRIVING_CROP = dict(dsize=512, scale=2.2, vx_ratio=0.0, vy_ratio=-0.1)
+# The reference's crop defaults, their one home (AnimateOptions' defaults read them).
+CropSettings = namedtuple('CropSettings', 'scale vy_ratio vx_ratio dsize flag_do_rot',
+                          defaults=(0.0, 512, True))
+SOURCE_CROP = CropSettings(scale=2.3, vy_ratio=-0.125)
+DRIVING_CROP = CropSettings(scale=2.2, vy_ratio=-0.1, flag_do_rot=False)  # axis-aligned boxes
 NETWORK_SIZE = 256
 
 
@@ -139,8 +143,8 @@ def _check_landmarks(landmarks: np.ndarray) -> np.ndarray:
     return lm
 
 
-def crop_rect_from_landmarks(landmarks: np.ndarray, scale: float = 2.3, vx_ratio: float = 0.0,
-                             vy_ratio: float = -0.125) -> Tuple[np.ndarray, float, float]:
+def crop_rect_from_landmarks(landmarks: np.ndarray, scale: float, vx_ratio: float,
+                             vy_ratio: float) -> Tuple[np.ndarray, float, float]:
     """Rotated square crop from (478, 2) landmarks: (center (2,), side, angle in radians).
 
     Same construction as the reference's parse_rect_from_landmark (see module docstring).
@@ -163,8 +167,8 @@ def crop_rect_from_landmarks(landmarks: np.ndarray, scale: float = 2.3, vx_ratio
     return center, side, angle
 
 
-def crop_box_from_landmarks(landmarks: np.ndarray, scale: float = 2.2, vx_ratio: float = 0.0,
-                            vy_ratio: float = -0.1) -> np.ndarray:
+def crop_box_from_landmarks(landmarks: np.ndarray, scale: float, vx_ratio: float,
+                            vy_ratio: float) -> np.ndarray:
     """Axis-aligned square box (x0, y0, x1, y1), float64, around the rotated-rect centre.
 
     As the reference's driving-video path: the rotated rectangle's centre and side, with the
@@ -234,8 +238,10 @@ def _resolve_landmarks(image, landmarks, face_index, source_name):
 # --- public crops ----------------------------------------------------------------------------
 
 def crop_source_image(image_rgb: np.ndarray, landmarks: Union[None, np.ndarray, "_lm.Face"] = None,
-                      *, face_index: int = 0, dsize: int = 512, scale: float = 2.3,
-                      vx_ratio: float = 0.0, vy_ratio: float = -0.125, flag_do_rot: bool = True,
+                      *, face_index: int = 0, dsize: int = SOURCE_CROP.dsize,
+                      scale: float = SOURCE_CROP.scale, vx_ratio: float = SOURCE_CROP.vx_ratio,
+                      vy_ratio: float = SOURCE_CROP.vy_ratio,
+                      flag_do_rot: bool = SOURCE_CROP.flag_do_rot,
                       source_name: Optional[str] = None) -> CropResult:
     """Crop a source portrait the way the reference does.
 
@@ -305,8 +311,9 @@ def box_o2c(box: Sequence[float], dsize: int) -> np.ndarray:
 
 
 def crop_driving_frames(frames: Sequence[np.ndarray], landmarks: Optional[np.ndarray] = None, *,
-                        face_index: int = 0, dsize: int = 512, scale: float = 2.2,
-                        vx_ratio: float = 0.0, vy_ratio: float = -0.1,
+                        face_index: int = 0, dsize: int = DRIVING_CROP.dsize,
+                        scale: float = DRIVING_CROP.scale, vx_ratio: float = DRIVING_CROP.vx_ratio,
+                        vy_ratio: float = DRIVING_CROP.vy_ratio,
                         smoothing: Union[str, int] = "global", source_name: Optional[str] = None,
                         on_missing: str = "raise") -> DrivingCrops:
     """Crop the frames of a driving video like the reference's crop_driving_video.
@@ -341,7 +348,7 @@ def crop_driving_frames(frames: Sequence[np.ndarray], landmarks: Optional[np.nda
                         M_o2c=mo2c, M_c2o=np.linalg.inv(mo2c), boxes_raw=raw, boxes=boxes)
 
 
-def crop_by_box(image_rgb: np.ndarray, box: Sequence[float], *, dsize: int = 512,
+def crop_by_box(image_rgb: np.ndarray, box: Sequence[float], *, dsize: int = SOURCE_CROP.dsize,
                 landmarks: Optional[np.ndarray] = None, area_256: bool = True) -> CropResult:
     """Crop an explicit box (x0, y0, x1, y1) (e.g. an animal face) to dsize x dsize, no rotation.
 
@@ -366,7 +373,8 @@ def expand_box(box: Sequence[float], scale: float = 1.0, vx_ratio: float = 0.0,
 
 # --- paste back ------------------------------------------------------------------------------
 
-def make_paste_back_mask(dsize: int = 512, feather: float = 0.06, exponent: float = 6.0) -> np.ndarray:
+def make_paste_back_mask(dsize: int = SOURCE_CROP.dsize, feather: float = 0.06,
+                         exponent: float = 6.0) -> np.ndarray:
     """Soft (dsize, dsize) float32 mask in [0, 1] for pasting a generated crop into the original.
 
     Shape: a superellipse |u|^p + |v|^p <= 1 (u, v in [-1, 1] over the crop, p = ``exponent``),

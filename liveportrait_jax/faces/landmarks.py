@@ -20,6 +20,8 @@ mediapipe is imported lazily, inside the functions that need it, so importing th
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple
@@ -89,6 +91,33 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / ua) if ua > 0 else 0.0
 
 
+@contextlib.contextmanager
+def _native_stderr_muted():
+    """Sends file descriptor 2 to /dev/null for the duration.
+
+    MediaPipe's native graph (TFLite, absl C++ logging) prints "INFO: Created TensorFlow Lite
+    XNNPACK delegate" and "W0000 ... Feedback manager ..." lines on stderr when a graph starts and
+    on its first inference. Users read them as errors, and no environment variable or Python API
+    reaches that logger, so the two moments that print are run with the descriptor muted.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable descriptor 2 (embedded interpreters): nothing to mute
+        yield
+        return
+    try:
+        with open(os.devnull, 'wb') as null:
+            sys.stderr.flush()
+            os.dup2(null.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
 class FaceLandmarker:
     """Thin stateful wrapper over ``mp.solutions.face_mesh.FaceMesh``.
 
@@ -103,13 +132,15 @@ class FaceLandmarker:
         import mediapipe as mp  # lazy: keeps `import liveportrait_jax.faces` cheap
 
         self.static_image_mode = static_image_mode
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=static_image_mode,
-            max_num_faces=max_num_faces,
-            refine_landmarks=True,
-            min_detection_confidence=min_detection_confidence,
-            min_tracking_confidence=min_tracking_confidence,
-        )
+        with _native_stderr_muted():
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=static_image_mode,
+                max_num_faces=max_num_faces,
+                refine_landmarks=True,
+                min_detection_confidence=min_detection_confidence,
+                min_tracking_confidence=min_tracking_confidence,
+            )
+        self._started = False  # the graph's first inference logs too (see _native_stderr_muted)
 
     def close(self) -> None:
         if self._mesh is not None:
@@ -125,7 +156,12 @@ class FaceLandmarker:
     def _run(self, img: np.ndarray, offset=(0.0, 0.0), full_hw=None) -> List[Tuple[Face, float]]:
         """Faces in ``img`` as (Face in full-image pixels, margin to the window edge in px)."""
         h, w = img.shape[:2]
-        result = self._mesh.process(img)
+        if self._started:
+            result = self._mesh.process(img)
+        else:
+            with _native_stderr_muted():
+                result = self._mesh.process(img)
+            self._started = True
         out = []
         for lms in result.multi_face_landmarks or []:
             xyz = np.array([(p.x, p.y, p.z) for p in lms.landmark], dtype=np.float64)

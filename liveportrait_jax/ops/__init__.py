@@ -6,6 +6,7 @@ from liveportrait_jax.ops.keypoints import (
     headpose_pred_to_degree,
     kp2gaussian,
     make_coordinate_grid,
+    refine_kp_info,
     transform_keypoints,
 )
 from liveportrait_jax.ops.stitching import (
@@ -21,5 +22,6 @@ __all__ = [
     'headpose_pred_to_degree',
     'kp2gaussian',
     'make_coordinate_grid',
+    'refine_kp_info',
     'transform_keypoints',
 ]

@@ -23,6 +23,18 @@ def headpose_pred_to_degree(pred):
     return pred
 
 
+def refine_kp_info(raw):
+    """Raw motion-extractor heads -> kp info: pitch/yaw/roll logits (B, 66) become degrees (B, 1);
+    kp and exp (B, 3K) become (B, K, 3); t (B, 3) and scale (B, 1) pass through."""
+    bs = raw['kp'].shape[0]
+    out = dict(raw)
+    for k in ('pitch', 'yaw', 'roll'):
+        out[k] = headpose_pred_to_degree(raw[k])[:, None]
+    out['kp'] = raw['kp'].reshape(bs, -1, 3)
+    out['exp'] = raw['exp'].reshape(bs, -1, 3)
+    return out
+
+
 def get_rotation_matrix(pitch, yaw, roll):
     """Euler angles in degrees, each (B,) or (B, 1) -> R = (Rz(roll) Ry(yaw) Rx(pitch))^T, (B, 3, 3).
 

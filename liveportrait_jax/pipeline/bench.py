@@ -44,12 +44,11 @@ def run_bench(config='full', chunks=(1, 4), dtype=jnp.float32, repeats=2, frames
     from liveportrait_jax import faces
     from liveportrait_jax.io import VideoWriter
     from liveportrait_jax.pipeline import AnimateOptions, animate
-    from liveportrait_jax.pipeline.animate import compose_keypoints
+    from liveportrait_jax.pipeline.animation import compose_keypoints
     from liveportrait_jax.pipeline.demo import astronaut, write_demo_inputs
-    from liveportrait_jax.pipeline.kernels import kernels_for
+    from liveportrait_jax.pipeline import kernels
 
     models = lp.init_random_models(config, seed=0, dtype=dtype)
-    kernels = kernels_for(models)
     out = {'config': config, 'dtype': jnp.dtype(dtype).name, 'device': device_description(),
            'repeats': repeats, 'stages_ms_per_frame': {}, 'compile_s': {}, 'end_to_end': {}}
     log(f'bench: config {config}, dtype {out["dtype"]}, device {out["device"]}')
@@ -79,18 +78,18 @@ def run_bench(config='full', chunks=(1, 4), dtype=jnp.float32, repeats=2, frames
     for c in chunks:
         crops = rng.integers(0, 255, (c, 256, 256, 3), np.uint8)
         comp = {}
-        comp['M'] = _timed_compile(lambda: kernels.motion(crops))
-        comp['F'] = _timed_compile(lambda: kernels.feature(crops))
-        info = {k: np.asarray(v) for k, v in kernels.motion(crops).items()}
-        f_s = kernels.feature(crops)
+        comp['M'] = _timed_compile(lambda: kernels.motion(models, crops))
+        comp['F'] = _timed_compile(lambda: kernels.feature(models, crops))
+        info = {k: np.asarray(v) for k, v in kernels.motion(models, crops).items()}
+        f_s = kernels.feature(models, crops)
         x_s = info['x_s']
         x_d = x_s + 0.01
         comp['W'] = _timed_compile(lambda: models.warp(f_s, x_s, x_d))
         warped = models.warp(f_s, x_s, x_d)['out']
         comp['G'] = _timed_compile(lambda: models.decode(warped))
         stage = {
-            'M (motion extractor)': _best(lambda: kernels.motion(crops), repeats) / c,
-            'F (appearance features)': _best(lambda: kernels.feature(crops), repeats) / c,
+            'M (motion extractor)': _best(lambda: kernels.motion(models, crops), repeats) / c,
+            'F (appearance features)': _best(lambda: kernels.feature(models, crops), repeats) / c,
             'W (warping)': _best(lambda: models.warp(f_s, x_s, x_d), repeats) / c,
             'G (generator)': _best(lambda: models.decode(warped), repeats) / c,
         }
@@ -99,7 +98,7 @@ def run_bench(config='full', chunks=(1, 4), dtype=jnp.float32, repeats=2, frames
         opts = AnimateOptions()
 
         def compose():
-            return compose_keypoints(kernels, src, drv, x_s[:1], opts, source_is_video=False,
+            return compose_keypoints(models, src, drv, x_s[:1], opts, source_is_video=False,
                                      driving_is_video=True)
         comp['keypoints + S'] = _timed_compile(compose)
         stage['keypoint math + S'] = _best(compose, repeats) / c

@@ -27,6 +27,7 @@ keypoints; without a lip array it closes the lips with the lip-retargeting netwo
 """
 
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -40,11 +41,12 @@ from liveportrait_jax.io import InputError, VideoWriter, concat_side_by_side, it
 from liveportrait_jax.io import probe_video
 from liveportrait_jax.ops.keypoints import get_rotation_matrix, transform_keypoints
 from liveportrait_jax.pipeline import motion as motion_lib
-from liveportrait_jax.pipeline.animate import (
-    RANDOM_LABEL, FrameComposer, _progress_bar, burn_label)
+from liveportrait_jax.pipeline.animation import (
+    FrameComposer, _progress_bar, burn_label)
 from liveportrait_jax.pipeline.chunks import Chunker
 from liveportrait_jax.pipeline.inputs import source_from_frames
-from liveportrait_jax.pipeline.kernels import kernels_for
+from liveportrait_jax.demo import output_label
+from liveportrait_jax.pipeline import kernels
 from liveportrait_jax.pipeline.options import EYES_IDX, AnimateOptions
 
 log = logging.getLogger('liveportrait_jax')
@@ -86,7 +88,8 @@ SLIDERS = POSE_SLIDERS + EXPRESSION_SLIDERS
 SLIDER_NAMES = tuple(s.name for s in SLIDERS)
 RATIO_RANGE = (0.0, 0.8, 0.01)  # target eyes-open / lip-open ratio sliders
 EDIT_SOURCE_SCALE = 2.5  # the reference's default crop scale for image editing
-VIDEO_SOURCE_SCALE = 2.3  # ... and for video retargeting
+_CROP = faces.crop.SOURCE_CROP  # the source crop defaults (faces.crop: their one home)
+VIDEO_SOURCE_SCALE = _CROP.scale  # ... and for video retargeting
 VIDEO_SMOOTH_VARIANCE = 3e-6  # ... and its Kalman observation variance there
 
 # Expression edits: slider -> ((keypoint, axis, coefficient), ...); the slider value v adds
@@ -224,8 +227,9 @@ class PreparedPortrait:
         return None if self.lip_ratio is None else round(float(self.lip_ratio[0, 0]), 2)
 
 
-def prepare_portrait(models, image_rgb, *, scale=EDIT_SOURCE_SCALE, vx_ratio=0.0,
-                     vy_ratio=-0.125, do_crop=True, dsize=512, face_index=0, name='<image>'):
+def prepare_portrait(models, image_rgb, *, scale=EDIT_SOURCE_SCALE, vx_ratio=_CROP.vx_ratio,
+                     vy_ratio=_CROP.vy_ratio, do_crop=True, dsize=_CROP.dsize, face_index=0,
+                     name='<image>'):
     """Crops `image_rgb` ((H, W, 3) uint8 RGB) and extracts its feature volume and motion.
 
     Raises faces.NoFaceError (naming `name`) when cropping is on and no face is found.
@@ -294,8 +298,7 @@ def render_edit(models, prepared, sliders=None, *, stitching=True, label=None, k
     """Edits a prepared portrait; returns EditResult. label: text burned into the outputs
     (default: a warning for random weights; '' for none)."""
     sliders = sliders or EditSliders()
-    if label is None and models.random_weights:
-        label = RANDOM_LABEL
+    label = output_label(models, label)
     x_edit, x_d = edit_keypoints_full(models, prepared, sliders, stitching=stitching,
                                       keep_tz=keep_tz)
     out = models.warp_decode(prepared.f_s, prepared.x_s, x_d)['out']
@@ -310,8 +313,9 @@ def render_edit(models, prepared, sliders=None, *, stitching=True, label=None, k
     return EditResult(crop, pasted, x_edit, x_d)
 
 
-def edit_portrait(models, image_rgb, *, scale=EDIT_SOURCE_SCALE, vx_ratio=0.0, vy_ratio=-0.125,
-                  do_crop=True, stitching=True, label=None, keep_tz=False, **sliders):
+def edit_portrait(models, image_rgb, *, scale=EDIT_SOURCE_SCALE, vx_ratio=_CROP.vx_ratio,
+                  vy_ratio=_CROP.vy_ratio, do_crop=True, stitching=True, label=None,
+                  keep_tz=False, **sliders):
     """Edits a portrait with the reference's retargeting sliders.
 
     Args:
@@ -377,16 +381,16 @@ def video_lip_keypoints(models, motion, x_s, *, lip_ratio=None, silence=False, s
         raise ValueError('give a target lip-open ratio (or silence=True)')
     ratio = np.concatenate([np.asarray(src_lip, np.float32).reshape(n, 1),
                             np.full((n, 1), target, np.float32)], axis=1)
-    kernels = kernels_for(models)
-    deltas = Chunker(chunk).map(lambda xs, r: kernels.retarget('lip', xs, r), [x_s, ratio], n)
+    deltas = Chunker(chunk).map(lambda xs, r: kernels.retarget(models, 'lip', xs, r), [x_s, ratio], n)
     deltas = motion_lib.kalman_smooth(deltas.reshape(n, -1), smooth_observation_variance)
     return np.asarray(x_s, np.float32) + deltas.reshape(x_s.shape)
 
 
 def retarget_video_frames(models, frames, *, lip_ratio=None, silence=False,
-                          scale=VIDEO_SOURCE_SCALE, vx_ratio=0.0, vy_ratio=-0.125, do_crop=True,
+                          scale=VIDEO_SOURCE_SCALE, vx_ratio=_CROP.vx_ratio,
+                          vy_ratio=_CROP.vy_ratio, do_crop=True,
                           smooth_observation_variance=VIDEO_SMOOTH_VARIANCE, lip_array=None,
-                          chunk=8, label=None, progress=False, keep_tz=False, dsize=512,
+                          chunk=8, label=None, progress=False, keep_tz=False, dsize=_CROP.dsize,
                           name='<video>'):
     """Lip retargeting of a source video, in memory.
 
@@ -400,8 +404,7 @@ def retarget_video_frames(models, frames, *, lip_ratio=None, silence=False,
       chunk: frames per device batch. label: as render_edit. progress: tqdm bars.
     """
     t0 = time.perf_counter()
-    if label is None and models.random_weights:
-        label = RANDOM_LABEL
+    label = output_label(models, label)
     options = AnimateOptions(scale=float(scale), vx_ratio=float(vx_ratio),
                              vy_ratio=float(vy_ratio), flag_do_crop=bool(do_crop), dsize=int(dsize))
     src = source_from_frames(list(frames), options, name=name, is_video=True)
@@ -409,9 +412,8 @@ def retarget_video_frames(models, frames, *, lip_ratio=None, silence=False,
     timings = {'inputs (landmarks, crop)': time.perf_counter() - t0}
 
     t = time.perf_counter()
-    kernels = kernels_for(models)
     chunker = Chunker(chunk)
-    motion = chunker.map(kernels.motion, [src.crops_256], n)
+    motion = chunker.map(functools.partial(kernels.motion, models), [src.crops_256], n)
     x_s = np.asarray(motion['x_s'], np.float32)
     src_lip = None if src.landmarks is None else faces.lip_close_ratio(src.landmarks)
     x_d = video_lip_keypoints(models, motion, x_s, lip_ratio=lip_ratio, silence=silence,
@@ -426,7 +428,7 @@ def retarget_video_frames(models, frames, *, lip_ratio=None, silence=False,
     crops, outs, concats = [], [], []
     update, close = _progress_bar(n, 'retargeting (W+G)', progress)
     try:
-        for start, chunk_crops in chunker.iterate(kernels.render_video_source,
+        for start, chunk_crops in chunker.iterate(functools.partial(kernels.render_video_source, models),
                                                   [src.crops_256, x_s, x_d], n):
             for j, crop in enumerate(chunk_crops):
                 i = start + j

@@ -1,14 +1,18 @@
-"""Animation options: the reference's inference arguments, same names, same defaults.
+"""Animation options: the one schema of the reference's inference arguments (same names, defaults).
 
-Defaults follow the reference's command line (src/config/argument_config.py). The ComfyUI node's
-parameters map onto these: dsize, scale, vx_ratio, vy_ratio; lip_zero -> flag_normalize_lip;
-eye_retargeting / lip_retargeting -> flag_eye_retargeting / flag_lip_retargeting with
-eyes_retargeting_multiplier / lip_retargeting_multiplier scaling the retargeting offsets;
-stitching -> flag_stitching; relative -> flag_relative_motion.
+Defaults follow the reference's command line (src/config/argument_config.py); the crop defaults
+live in faces.crop (SOURCE_CROP, DRIVING_CROP). Every field carries its help text and valid range
+or choices as metadata (`opt`); AnimateOptions validates against them, and the front ends are
+generated from them: the CLI flags (`add_option_arguments`), the web app's controls and the
+ComfyUI node's inputs (which map their own names onto these fields).
 """
 
+import argparse
 import dataclasses
-from typing import Literal, Optional, Tuple
+import numbers
+from typing import Optional, Tuple
+
+from liveportrait_jax.faces.crop import DRIVING_CROP, SOURCE_CROP
 
 ANIMATION_REGIONS = ('exp', 'pose', 'lip', 'eyes', 'all')
 DRIVING_OPTIONS = ('expression-friendly', 'pose-friendly')
@@ -19,58 +23,184 @@ LIP_IDX = (6, 12, 14, 17, 19, 20)
 EYES_IDX = (11, 13, 15, 16, 18)
 
 
+def opt(default, help, lo=None, hi=None, step=None, choices=None):
+    """A schema field: its default, help text and valid range [lo, hi] (UI step) or choices."""
+    return dataclasses.field(default=default, metadata=dict(help=help, min=lo, max=hi, step=step,
+                                                            choices=choices))
+
+
 @dataclasses.dataclass(frozen=True)
 class AnimateOptions:
     # motion
-    flag_relative_motion: bool = True
-    driving_option: Literal['expression-friendly', 'pose-friendly'] = 'expression-friendly'
-    driving_multiplier: float = 1.0
-    animation_region: Literal['exp', 'pose', 'lip', 'eyes', 'all'] = 'all'
-    flag_stitching: bool = True
-    flag_eye_retargeting: bool = False
-    flag_lip_retargeting: bool = False
-    eyes_retargeting_multiplier: float = 1.0
-    lip_retargeting_multiplier: float = 1.0
-    flag_normalize_lip: bool = False
-    lip_normalize_threshold: float = 0.03
-    flag_source_video_eye_retargeting: bool = False
-    source_video_eye_retargeting_threshold: float = 0.18
-    driving_smooth_observation_variance: float = 3e-7
+    flag_relative_motion: bool = opt(True, 'apply the driving motion relative to its first frame '
+                                     '(off: absolute motion)')
+    driving_option: str = opt('expression-friendly', 'expression-friendly rescales the driving '
+                              'motion to the source face; pose-friendly applies it as driven',
+                              choices=DRIVING_OPTIONS)
+    driving_multiplier: float = opt(1.0, 'scale of the final motion around the source keypoints',
+                                    0.0, 10.0, 0.02)
+    animation_region: str = opt('all', 'which part moves: expression (exp), pose, lip, eyes or all',
+                                choices=ANIMATION_REGIONS)
+    flag_stitching: bool = opt(True, 'stitching module: keeps the animated face aligned with the '
+                               'source around it when pasted back')
+    flag_eye_retargeting: bool = opt(False, 'follow the driving eye openness (eye retargeting)')
+    flag_lip_retargeting: bool = opt(False, 'follow the driving lip openness (lip retargeting)')
+    eyes_retargeting_multiplier: float = opt(1.0, 'scale of the eye retargeting offsets',
+                                             0.01, 10.0, 0.01)
+    lip_retargeting_multiplier: float = opt(1.0, 'scale of the lip retargeting offsets',
+                                            0.01, 10.0, 0.01)
+    flag_normalize_lip: bool = opt(False, 'close the source lips before animating (ComfyUI: '
+                                   'lip_zero)')
+    lip_normalize_threshold: float = opt(0.03, 'lip normalisation closes source lips open at '
+                                         'least this much (lip-open ratio)', 0.0, 1.0, 0.01)
+    flag_source_video_eye_retargeting: bool = opt(False, 'video source: give every frame the eye '
+                                                  'openness of the first source frame')
+    source_video_eye_retargeting_threshold: float = opt(
+        0.18, 'video source eye retargeting: first frames with an eye-open ratio below this are '
+        'treated as closed', 0.0, 1.0, 0.01)
+    driving_smooth_observation_variance: float = opt(
+        3e-7, 'video source: motion smoothing (Kalman observation variance; larger is smoother)',
+        1e-11, 1e-2, 1e-8)
     # cropping and output
-    flag_do_crop: bool = True
-    flag_pasteback: bool = True
-    flag_crop_driving_video: bool = False
-    flag_do_rot: bool = True
-    dsize: int = 512
-    scale: float = 2.3
-    vx_ratio: float = 0.0
-    vy_ratio: float = -0.125
-    scale_crop_driving_video: float = 2.2
-    vx_ratio_crop_driving_video: float = 0.0
-    vy_ratio_crop_driving_video: float = -0.1
-    source_max_dim: int = 1280
-    source_division: int = 2
-    face_index: int = 0
-    crop_box: Optional[Tuple[float, float, float, float]] = None  # explicit box (animals)
-    audio_priority: Literal['source', 'driving'] = 'driving'
-    output_fps: float = 25.0  # used when neither the driving input nor the source gives one
-    flag_write_gif: bool = False
-    flag_write_concat: bool = True
+    flag_do_crop: bool = opt(True, 'crop the source to the face (off: use the whole source)')
+    flag_pasteback: bool = opt(True, 'paste the animated face back into the source')
+    flag_crop_driving_video: bool = opt(False, 'crop the driving video to the face (always done '
+                                        'for a non-square driving video)')
+    flag_do_rot: bool = opt(SOURCE_CROP.flag_do_rot, 'rotate the source crop to an upright face')
+    dsize: int = opt(SOURCE_CROP.dsize, 'side of the face crops in pixels', 64, 2048, 1)
+    scale: float = opt(SOURCE_CROP.scale, 'source crop scale (larger: more around the face)',
+                       1.0, 4.0, 0.01)
+    vx_ratio: float = opt(SOURCE_CROP.vx_ratio, 'source crop x offset (fraction of its side)',
+                          -1.0, 1.0, 0.001)
+    vy_ratio: float = opt(SOURCE_CROP.vy_ratio, 'source crop y offset (fraction of its side; '
+                          'negative moves it up)', -1.0, 1.0, 0.001)
+    scale_crop_driving_video: float = opt(DRIVING_CROP.scale, 'driving crop scale', 1.0, 4.0, 0.01)
+    vx_ratio_crop_driving_video: float = opt(DRIVING_CROP.vx_ratio, 'driving crop x offset',
+                                             -1.0, 1.0, 0.001)
+    vy_ratio_crop_driving_video: float = opt(DRIVING_CROP.vy_ratio, 'driving crop y offset',
+                                             -1.0, 1.0, 0.001)
+    source_max_dim: int = opt(1280, 'longest side of the source, larger ones are resized (0: no '
+                              'limit)', 0, None, 1)
+    source_division: int = opt(2, 'source sides are cut to a multiple of this', 1, 256, 1)
+    face_index: int = opt(0, 'which face when there are several (0: the largest)', 0, None, 1)
+    crop_box: Optional[Tuple[float, float, float, float]] = opt(
+        None, 'explicit source crop box x0,y0,x1,y1 in pixels, e.g. for any animal (None: detect '
+        'the face)')
+    audio_priority: str = opt('driving', 'whose audio the output keeps when both have one',
+                              choices=('source', 'driving'))
+    output_fps: float = opt(25.0, 'output frame rate when neither input has one', 1.0, 1e3, 0.01)
+    flag_write_gif: bool = opt(False, 'also write <source>--<driving>.gif, the result as an '
+                               'animated gif 256 pixels wide (video outputs only)')
+    flag_write_concat: bool = opt(True, 'also write <source>--<driving>_concat.mp4, driving | '
+                                  'source | result side by side')
 
     def __post_init__(self):
-        if self.animation_region not in ANIMATION_REGIONS:
-            raise ValueError(f'animation_region must be one of {ANIMATION_REGIONS}, '
-                             f'got {self.animation_region!r}')
-        if self.driving_option not in DRIVING_OPTIONS:
-            raise ValueError(f'driving_option must be one of {DRIVING_OPTIONS}, '
-                             f'got {self.driving_option!r}')
-        if self.audio_priority not in ('source', 'driving'):
-            raise ValueError(f"audio_priority must be 'source' or 'driving', "
-                             f'got {self.audio_priority!r}')
-        if self.dsize < 64:
-            raise ValueError(f'dsize must be at least 64, got {self.dsize}')
-        if self.crop_box is not None and len(self.crop_box) != 4:
-            raise ValueError(f'crop_box must be x0,y0,x1,y1, got {self.crop_box}')
+        for name in SCHEMA:
+            check_option(name, getattr(self, name))
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
+
+
+SCHEMA = {f.name: f for f in dataclasses.fields(AnimateOptions)}
+
+
+def _range(m):
+    return f'[{m["min"]}, {"inf" if m["max"] is None else m["max"]}]'
+
+
+def _is_box(box):
+    if isinstance(box, str):
+        return False
+    try:
+        x0, y0, x1, y1 = (float(v) for v in box)
+    except (TypeError, ValueError):
+        return False
+    return x1 > x0 and y1 > y0
+
+
+def check_option(name, value):
+    """`value` if it is valid for field `name`, else a ValueError naming both and what is valid."""
+    f, m = SCHEMA[name], SCHEMA[name].metadata
+    if f.type is bool:
+        valid, expected = not isinstance(value, str) and value in (False, True), 'True or False'
+    elif m['choices']:
+        valid, expected = value in m['choices'], f'one of {m["choices"]}'
+    elif name == 'crop_box':
+        valid, expected = value is None or _is_box(value), 'x0,y0,x1,y1 with x1>x0 and y1>y0'
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+        valid, expected = False, 'a number'
+    elif f.type is int and not float(value).is_integer():
+        valid, expected = False, 'an integer'
+    else:
+        valid = m['min'] <= value and (m['max'] is None or value <= m['max'])
+        expected = f'in {_range(m)}'
+    if not valid:
+        raise ValueError(f'{name} must be {expected}, got {value!r}')
+    return value
+
+
+def coerce_option(name, value):
+    """A front end's raw value (a number, a numeric or box string) as field `name`'s type."""
+    kind = SCHEMA[name].type
+    if kind in (bool, str):
+        return kind(value)
+    if name == 'crop_box':
+        return parse_box(value) if value is None or isinstance(value, str) else tuple(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f'{name} must be a number, got {value!r}') from None
+    return int(number) if kind is int and number.is_integer() else number
+
+
+def options_from_values(values, base=None, **overrides):
+    """AnimateOptions from raw front-end values keyed by field name (other keys are ignored),
+    applied onto `base` (default: AnimateOptions()), then `overrides`."""
+    changes = {k: coerce_option(k, v) for k, v in values.items() if k in SCHEMA}
+    return (base or AnimateOptions()).replace(**changes, **overrides)
+
+
+def parse_box(text):
+    """'x0,y0,x1,y1' -> a tuple of 4 floats; None for an empty text."""
+    if not (text or '').strip():
+        return None
+    try:
+        box = tuple(float(v) for v in text.split(','))
+    except ValueError:
+        box = text  # named in check_option's error
+    return check_option('crop_box', box)
+
+
+def _arg_type(name):
+    def parse(text):
+        try:
+            return check_option(name, coerce_option(name, text))
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse
+
+
+def add_option_arguments(parser):
+    """One flag per AnimateOptions field, named as in the reference (--flag-stitching, ...), its
+    help saying its default and its range or choices."""
+    group = parser.add_argument_group("inference options (the reference's names and defaults)")
+    for name, f in SCHEMA.items():
+        m = f.metadata
+        valid = (f'; one of {", ".join(m["choices"])}' if m['choices'] else
+                 f'; range {_range(m)}' if m['min'] is not None else '')
+        kw = dict(dest=name, default=None,
+                  help=f'{m["help"]} (default: {f.default}{valid})'.replace('%', '%%'))
+        if f.type is bool:
+            kw['action'] = argparse.BooleanOptionalAction
+        elif m['choices']:
+            kw['choices'] = m['choices']
+        else:
+            kw.update(type=_arg_type(name), metavar='X0,Y0,X1,Y1' if name == 'crop_box' else None)
+        group.add_argument('--' + name.replace('_', '-'), **kw)
+
+
+def options_from_args(args, **overrides):
+    """AnimateOptions from parsed `add_option_arguments` flags (unset flags: the defaults)."""
+    values = {k: v for k, v in vars(args).items() if k in SCHEMA and v is not None}
+    return AnimateOptions(**{**values, **overrides})

@@ -14,6 +14,7 @@ frame at full size): the training step recomputes them with the frozen F, which 
 reading them back.
 """
 
+import functools
 import json
 import os
 
@@ -24,7 +25,7 @@ from liveportrait_jax import faces
 from liveportrait_jax.io import InputError, atomic_write_path, iter_video_frames
 from liveportrait_jax.pipeline.chunks import Chunker
 from liveportrait_jax.pipeline.inputs import VIDEO_EXTS
-from liveportrait_jax.pipeline.kernels import kernels_for
+from liveportrait_jax.pipeline import kernels
 
 MANIFEST = 'manifest.json'
 MASK_SIZE = 64
@@ -80,8 +81,7 @@ def prepare_video(models, path, *, frame_stride=2, max_frames=120, chunk=8):
         lms.append(res.landmarks_256)
     crops = np.stack(crops)
     lms = np.stack(lms).astype(np.float32)
-    kernels = kernels_for(models)
-    motion = Chunker(chunk).map(kernels.motion, [crops], len(crops))
+    motion = Chunker(chunk).map(functools.partial(kernels.motion, models), [crops], len(crops))
     out = {'crops': crops, 'landmarks': lms,
            'eye': faces.eye_close_ratio(lms).astype(np.float32),
            'lip': faces.lip_close_ratio(lms).astype(np.float32),

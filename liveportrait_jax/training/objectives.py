@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from liveportrait_jax.ops.stitching import apply_stitching_delta, concat_feat
-from liveportrait_jax.pipeline.kernels import to_model_input
+from liveportrait_jax.models import core
+from liveportrait_jax.ops.stitching import apply_stitching_delta
 from liveportrait_jax.training.data import EYES, FACE, LIPS
 
 
@@ -37,11 +37,11 @@ def driving_keypoints(batch):
 def render(frozen, graphdefs, f_s, x_s, x_d, dtype):
     w = nnx.merge(graphdefs['warping_module'], frozen['warping_module'])
     g = nnx.merge(graphdefs['spade_generator'], frozen['spade_generator'])
-    return g(w(f_s.astype(dtype), x_d, x_s)['out'])
+    return core.warp_decode(w, g, f_s, x_s, x_d, dtype)
 
 
 def _source(frozen, graphdefs, batch, input_size, dtype):
-    crops = to_model_input(batch['src_crops'], input_size, dtype)
+    crops = core.to_model_input(batch['src_crops'], input_size, dtype)
     f = nnx.merge(graphdefs['appearance_feature_extractor'],
                   frozen['appearance_feature_extractor'])
     return crops, f(crops)
@@ -50,7 +50,7 @@ def _source(frozen, graphdefs, batch, input_size, dtype):
 def stitching_loss(head, frozen, graphdefs, batch, cfg, input_size, dtype=jnp.float32):
     crops, f_s = _source(frozen, graphdefs, batch, input_size, dtype)
     x_s, x_d = batch['src_x_s'], driving_keypoints(batch)
-    delta = head(concat_feat(x_s, x_d))
+    delta = core.stitching_delta(head, x_s, x_d)
     image = render(frozen, graphdefs, f_s, x_s, apply_stitching_delta(x_d, delta), dtype)
     plain = jax.lax.stop_gradient(render(frozen, graphdefs, f_s, x_s, x_d, dtype))
     size = image.shape[1]
@@ -75,7 +75,7 @@ def retargeting_loss(kind, head, frozen, graphdefs, openness, batch, cfg, input_
     else:
         cond = jnp.concatenate([batch['src_lip'], batch['target_lip']], axis=1)  # (B, 2)
         target, region = batch['target_lip'], LIPS
-    delta = head(concat_feat(x_s, cond)).reshape(x_s.shape)
+    delta = core.retarget(head, x_s, cond)
     image = render(frozen, graphdefs, f_s, x_s, x_s + delta, dtype)
     recon = jax.lax.stop_gradient(render(frozen, graphdefs, f_s, x_s, x_s, dtype))
     pred = openness(image)

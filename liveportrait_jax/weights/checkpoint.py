@@ -1,4 +1,4 @@
-"""Model sets on disk: PyTorch `.pth` files -> Flax states, and orbax checkpoints of converted sets.
+"""Model sets on disk: PyTorch `.pth` files -> networks, and orbax checkpoints of converted sets.
 
 A converted model set is a directory:
 
@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from liveportrait_jax.api import LivePortraitModels, build_models
-from liveportrait_jax.config import get_model_config
-from liveportrait_jax.models import BASE_NETWORKS, NETWORKS, STITCHING_NETWORKS
+from liveportrait_jax.models.model_set import (
+    BASE_NETWORKS, NETWORKS, STITCHING_NETWORKS, build_networks, fill_module, fill_state,
+    networks_from_flat, resolve_config)
 from liveportrait_jax.weights.errors import CheckpointError
 from liveportrait_jax.weights.mapping import STITCHING_FILE_KEYS
 from liveportrait_jax.weights.strict import flat_state_shapes, map_state_dict, strip_ddp_prefix
@@ -53,52 +53,26 @@ def torch_state_dicts(files):
     return sds, sources
 
 
-def fill_state(module, flat_arrays, dtype=None):
-    """nnx.State of `module` (abstract or concrete) with values from {dotted path: array}."""
-    state = nnx.state(module)
-    pure = nnx.to_pure_dict(state)
-    for path, _ in nnx.to_flat_state(state):
-        node = pure
-        for p in path[:-1]:
-            node = node[p]
-        value = flat_arrays['.'.join(str(p) for p in path)]
-        node[path[-1]] = jnp.asarray(value if dtype is None else value.astype(dtype))
-    nnx.replace_by_pure_dict(state, pure)
-    return state
-
-
-def models_from_flat(flat_by_network, config, *, dtype=jnp.float32, source=None):
-    """LivePortraitModels from {network: {dotted path: array}} (already strictly mapped)."""
-    abstract = build_models(config, dtype=dtype, abstract=True)
-    networks = {}
-    for name in NETWORKS:
-        graphdef, _ = nnx.split(abstract[name])
-        networks[name] = nnx.merge(graphdef, fill_state(abstract[name], flat_by_network[name]))
-    return LivePortraitModels(networks, config, dtype=dtype, source=source)
-
-
 def map_torch_state_dicts(sds, sources, config):
     """Strictly maps every network's torch state dict: {network: {dotted path: float32 array}}."""
-    abstract = build_models(config, abstract=True)
+    abstract = build_networks(config, abstract=True)
     return {name: map_state_dict(name, sds[name], flat_state_shapes(abstract[name]),
                                  source=sources[name])
             for name in NETWORKS}
 
 
-def load_torch_model_set(files, config='full', *, dtype=jnp.float32):
-    """Loads the reference `.pth` files directly (no conversion step) into LivePortraitModels.
+def load_torch_networks(files, config='full', *, dtype=jnp.float32):
+    """{name: nnx.Module} read directly from the reference `.pth` files (no conversion step).
 
     `files` is a directory holding the five files, or {network name: path}.
     """
-    if isinstance(config, str):
-        config = get_model_config(config)
+    config = resolve_config(config)
     if isinstance(files, (str, os.PathLike)):
         d = os.fspath(files)
         files = {n: os.path.join(d, f'{n}.pth') for n in BASE_NETWORKS}
         files['stitching_retargeting_module'] = os.path.join(d, STITCHING_FILE)
     sds, sources = torch_state_dicts(files)
-    flat = map_torch_state_dicts(sds, sources, config)
-    return models_from_flat(flat, config, dtype=dtype, source=str(files))
+    return networks_from_flat(map_torch_state_dicts(sds, sources, config), config, dtype=dtype)
 
 
 def save_flat_model_set(directory, flat_by_network, metadata):
@@ -108,8 +82,7 @@ def save_flat_model_set(directory, flat_by_network, metadata):
     """
     import orbax.checkpoint as ocp
 
-    config = get_model_config(metadata['config'])
-    abstract = build_models(config, abstract=True)
+    abstract = build_networks(metadata['config'], abstract=True)
     tree = {name: nnx.to_pure_dict(fill_state(abstract[name], flat_by_network[name]))
             for name in NETWORKS}
     os.makedirs(directory)
@@ -153,13 +126,16 @@ def resolve_model_set(path, variant='human'):
 
 
 def load_model_set(path, *, dtype=jnp.float32, variant='human'):
-    """Restores a converted model set into LivePortraitModels (see api.load_models)."""
+    """Restores a converted model set: ({name: nnx.Module}, model config, its directory).
+
+    `path` and `variant` as in api.load_models, which wraps the result in LivePortraitModels.
+    """
     import orbax.checkpoint as ocp
 
     directory = resolve_model_set(path, variant)
     meta = read_metadata(directory)
-    config = get_model_config(meta['config'])
-    abstract = build_models(config, dtype=dtype, abstract=True)
+    config = resolve_config(meta['config'])
+    abstract = build_networks(config, dtype=dtype, abstract=True)
     target = {name: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
                                  nnx.to_pure_dict(nnx.state(abstract[name])))
               for name in NETWORKS}
@@ -174,7 +150,7 @@ def load_model_set(path, *, dtype=jnp.float32, variant='human'):
         graphdef, state = nnx.split(abstract[name])
         nnx.replace_by_pure_dict(state, tree[name])
         networks[name] = nnx.merge(graphdef, state)
-    return LivePortraitModels(networks, config, dtype=dtype, source=directory)
+    return networks, config, directory
 
 
 def sha256_file(path, chunk=1 << 20):
@@ -186,30 +162,24 @@ def sha256_file(path, chunk=1 << 20):
     return h.hexdigest()
 
 
-
-
-def replace_stitching_module(models, path):
-    """A copy of `models` whose stitching / eye / lip MLPs come from a stitching `.pth` file.
+def read_stitching_networks(path, networks):
+    """{stitching, lip, eye: nnx.Module} from a stitching `.pth` file, shaped like `networks`'.
 
     The file has the reference's layout ({'retarget_shoulder', 'retarget_mouth', 'retarget_eye'}),
     e.g. a head fine-tuned and exported with liveportrait-jax; it is loaded strictly.
     """
     packed = load_torch_checkpoint(path)
-    networks = dict(models.networks)
+    out = {}
     for name in STITCHING_NETWORKS:
         key = STITCHING_FILE_KEYS[name]
         if not isinstance(packed, dict) or key not in packed:
             raise CheckpointError(f'{path}: not a stitching/retargeting checkpoint (no {key!r})')
         flat = map_state_dict(name, strip_ddp_prefix(packed[key]),
-                              flat_state_shapes(models.networks[name]), source=f'{path}[{key}]')
-        graphdef, _ = nnx.split(models.networks[name])
-        networks[name] = nnx.merge(graphdef, fill_state(models.networks[name], flat))
-    return LivePortraitModels(networks, models.config, dtype=models.dtype,
-                              random_weights=models.random_weights,
-                              source=f'{models.source} + S from {path}')
+                              flat_state_shapes(networks[name]), source=f'{path}[{key}]')
+        out[name] = fill_module(networks[name], flat)
+    return out
 
 
-__all__ = ['FORMAT', 'load_model_set', 'load_torch_model_set', 'map_torch_state_dicts',
-           'replace_stitching_module',
-           'models_from_flat', 'read_metadata', 'resolve_model_set', 'save_flat_model_set',
-           'sha256_file', 'torch_state_dicts']
+__all__ = ['FORMAT', 'load_model_set', 'load_torch_networks', 'map_torch_state_dicts',
+           'read_metadata', 'read_stitching_networks', 'resolve_model_set',
+           'save_flat_model_set', 'sha256_file', 'torch_state_dicts']

@@ -17,7 +17,7 @@ import dataclasses
 import os
 import shutil
 
-from liveportrait_jax.config import get_model_config
+from liveportrait_jax.models.configs import get_config as get_model_config
 from liveportrait_jax.models import BASE_NETWORKS
 from liveportrait_jax.weights.checkpoint import (
     FORMAT, STITCHING_FILE, map_torch_state_dicts, read_metadata, save_flat_model_set,
@@ -49,6 +49,22 @@ def _set_files(base_dir, stitching_path):
     return files
 
 
+def _find_flat_set(src):
+    """The five files side by side in `src`, or None when there are none of them.
+
+    Some but not all of them is almost certainly an incomplete download or copy, so name what is
+    missing rather than falling through to "no checkpoints found".
+    """
+    files = _set_files(src, os.path.join(src, STITCHING_FILE))
+    missing = [os.path.basename(p) for p in files.values() if not os.path.isfile(p)]
+    if len(missing) == len(files):
+        return None
+    if missing:
+        raise CheckpointError(f'{src}: found {len(files) - len(missing)} of the {len(files)} '
+                              f'checkpoint files; missing: {", ".join(missing)}')
+    return files
+
+
 def find_model_sets(src):
     """{variant: {file role: path}} for every complete model set under `src`."""
     src = os.fspath(src)
@@ -69,8 +85,8 @@ def find_model_sets(src):
                                   + ', '.join(p or STITCHING_FILE for p in absent or [None]))
         found[variant] = files
     if not found:
-        flat = _set_files(src, os.path.join(src, STITCHING_FILE))
-        if all(os.path.isfile(p) for p in flat.values()):
+        flat = _find_flat_set(src)
+        if flat:
             found['human'] = flat
     if not found:
         raise CheckpointError(

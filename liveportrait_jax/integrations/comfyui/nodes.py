@@ -1,16 +1,13 @@
 """ComfyUI nodes: "LivePortrait (JAX) Loader" and "LivePortrait (JAX) Process".
 
-The process node's inputs follow the widely used ComfyUI LivePortrait node (same names, defaults and
-ranges) and map onto `AnimateOptions`: lip_zero -> flag_normalize_lip, eye_retargeting ->
-flag_eye_retargeting, eyes_retargeting_multiplier, lip_retargeting -> flag_lip_retargeting,
-lip_retargeting_multiplier, stitching -> flag_stitching, relative -> flag_relative_motion.
+The process node's inputs follow the widely used ComfyUI LivePortrait node (same names and
+defaults) and are generated from the `AnimateOptions` schema (help, ranges) through OPTION_FIELDS.
 
 ComfyUI's IMAGE is a float tensor (B, H, W, 3) in [0, 1]. Every source image of the source batch is
 animated with all the driving frames (the driving batch is a driving video); the outputs hold one
 frame per driving frame per source image, source after source. The nodes also take numpy arrays
 (and lists of per-image arrays) and then return numpy arrays; torch is imported only when the inputs
-are torch tensors. JAX, OpenCV and the model code are imported on first use, so that ComfyUI starts
-quickly.
+are torch tensors. Only the option schema is imported with this module; the rest on first use.
 """
 
 import contextlib
@@ -18,12 +15,11 @@ import dataclasses
 import functools
 import importlib.metadata
 import inspect
-import logging
 from typing import Any, Optional
 
 import numpy as np
 
-log = logging.getLogger('liveportrait_jax')
+from liveportrait_jax.pipeline.options import SCHEMA, AnimateOptions, options_from_values
 
 CATEGORY = 'LivePortrait (JAX)'
 PIPE_TYPE = 'LIVEPORTRAITPIPE'
@@ -55,7 +51,6 @@ class LivePortraitPipe:
 
     def __post_init__(self):
         if self.options is None:
-            from liveportrait_jax.pipeline import AnimateOptions
             self.options = AnimateOptions()
 
     @property
@@ -97,13 +92,6 @@ def models_on_device(models, device):
 # Loader
 
 
-def _jnp_dtype(name):
-    import jax.numpy as jnp
-    if name not in DTYPES:
-        raise ValueError(f'dtype must be one of {DTYPES}, got {name!r}')
-    return getattr(jnp, name)
-
-
 class LivePortraitLoader:
     """Loads converted LivePortrait weights (or random demo weights) into a LIVEPORTRAITPIPE."""
 
@@ -142,24 +130,21 @@ class LivePortraitLoader:
 
     def load(self, weights_dir='weights', variant='human', dtype='float32',
              random_weights_if_missing=False, demo_config='tiny'):
-        import liveportrait_jax as lp
+        from liveportrait_jax.demo import load_models_or_demo
         from liveportrait_jax.weights.errors import CheckpointError
 
-        if variant not in VARIANTS:
-            raise ValueError(f'variant must be one of {VARIANTS}, got {variant!r}')
-        if demo_config not in DEMO_CONFIGS:
-            raise ValueError(f'demo_config must be one of {DEMO_CONFIGS}, got {demo_config!r}')
-        jdtype = _jnp_dtype(dtype)
+        for name, value, allowed in (('variant', variant, VARIANTS), ('dtype', dtype, DTYPES),
+                                     ('demo_config', demo_config, DEMO_CONFIGS)):
+            if value not in allowed:
+                raise ValueError(f'{name} must be one of {allowed}, got {value!r}')
         try:
-            models = lp.load_models(weights_dir, dtype=jdtype, variant=variant)
+            models = load_models_or_demo(weights_dir, variant=variant, dtype=dtype,
+                                         fallback=random_weights_if_missing,
+                                         demo_config=demo_config)
         except CheckpointError as e:
-            if not random_weights_if_missing:
-                raise CheckpointError(
-                    f'{e}\n(LivePortrait (JAX) Loader: or enable random_weights_if_missing to try '
-                    f'the workflow with random demo weights)') from None
-            log.warning('%s\nNo usable weights: using RANDOM demo weights (config %r); the outputs '
-                        'are noise and are labelled as such.', e, demo_config)
-            models = lp.init_random_models(demo_config, seed=0, dtype=jdtype)
+            raise CheckpointError(
+                f'{e}\n(LivePortrait (JAX) Loader: or enable random_weights_if_missing to try '
+                f'the workflow with random demo weights)') from None
         return (LivePortraitPipe(models, variant=variant),)
 
 
@@ -259,10 +244,6 @@ def resolve_device(name):
     return devices[0]
 
 
-_FLOAT = lambda default, lo, hi, step=0.01: ('FLOAT', {  # noqa: E731
-    'default': default, 'min': lo, 'max': hi, 'step': step})
-_BOOL = lambda default, tip: ('BOOLEAN', {'default': default, 'tooltip': tip})  # noqa: E731
-
 # The process node's option inputs and the AnimateOptions field each one sets.
 OPTION_FIELDS = {
     'dsize': 'dsize',
@@ -277,6 +258,21 @@ OPTION_FIELDS = {
     'stitching': 'flag_stitching',
     'relative': 'flag_relative_motion',
 }
+# Where the ComfyUI node's default differs from the reference CLI's: it starts from closed lips.
+NODE_DEFAULTS = {'lip_zero': True}
+
+
+def _option_input(name):
+    """The ComfyUI input spec of option input `name`, from the AnimateOptions schema."""
+    field = SCHEMA[OPTION_FIELDS[name]]
+    conf = {'default': NODE_DEFAULTS.get(name, field.default), 'tooltip': field.metadata['help']}
+    if field.type is bool:
+        return 'BOOLEAN', conf
+    conf.update({k: field.metadata[k] for k in ('min', 'max', 'step')})
+    return ('INT' if field.type is int else 'FLOAT'), conf
+
+
+_D = {name: _option_input(name)[1]['default'] for name in OPTION_FIELDS}
 
 
 class LivePortraitProcess:
@@ -298,18 +294,7 @@ class LivePortraitProcess:
                 'pipeline': (PIPE_TYPE,),
                 'source_image': ('IMAGE',),
                 'driving_images': ('IMAGE',),
-                'dsize': ('INT', {'default': 512, 'min': 64, 'max': 2048, 'step': 1,
-                                  'tooltip': 'size of the face crop (and of cropped_images)'}),
-                'scale': _FLOAT(2.3, 1.0, 4.0),
-                'vx_ratio': _FLOAT(0.0, -1.0, 1.0, 0.001),
-                'vy_ratio': _FLOAT(-0.125, -1.0, 1.0, 0.001),
-                'lip_zero': _BOOL(True, 'start from closed lips (normalise the source lips)'),
-                'eye_retargeting': _BOOL(False, 'follow the driving eye openness'),
-                'eyes_retargeting_multiplier': _FLOAT(1.0, 0.01, 10.0),
-                'lip_retargeting': _BOOL(False, 'follow the driving lip openness'),
-                'lip_retargeting_multiplier': _FLOAT(1.0, 0.01, 10.0),
-                'stitching': _BOOL(True, 'stitch the animated face back to the source shoulders'),
-                'relative': _BOOL(True, 'apply the driving motion relative to its first frame'),
+                **{name: _option_input(name) for name in OPTION_FIELDS},
             },
             'optional': {
                 'device': (DEVICES, {
@@ -318,32 +303,22 @@ class LivePortraitProcess:
             },
         }
 
-    @classmethod
-    def _check_ranges(cls, values):
-        spec = cls.INPUT_TYPES()['required']
-        for name, value in values.items():
-            kind, conf = spec[name][0], spec[name][1]
-            if kind == 'BOOLEAN':
-                continue
-            if kind == 'INT' and (isinstance(value, bool) or int(value) != value):
-                raise ValueError(f'{name} must be an integer, got {value!r}')
-            if not conf['min'] <= value <= conf['max']:
-                raise ValueError(f'{name} must be in [{conf["min"]}, {conf["max"]}], got {value!r}')
-
-    def process(self, pipeline, source_image, driving_images, dsize=512, scale=2.3, vx_ratio=0.0,
-                vy_ratio=-0.125, lip_zero=True, eye_retargeting=False,
-                eyes_retargeting_multiplier=1.0, lip_retargeting=False,
-                lip_retargeting_multiplier=1.0, stitching=True, relative=True, device=None):
+    def process(self, pipeline, source_image, driving_images, dsize=_D['dsize'],
+                scale=_D['scale'], vx_ratio=_D['vx_ratio'], vy_ratio=_D['vy_ratio'],
+                lip_zero=_D['lip_zero'], eye_retargeting=_D['eye_retargeting'],
+                eyes_retargeting_multiplier=_D['eyes_retargeting_multiplier'],
+                lip_retargeting=_D['lip_retargeting'],
+                lip_retargeting_multiplier=_D['lip_retargeting_multiplier'],
+                stitching=_D['stitching'], relative=_D['relative'], device=None):
+        inputs = locals()
         if not isinstance(pipeline, LivePortraitPipe):
             raise TypeError(f'pipeline must come from the "LivePortrait (JAX) Loader" node, got '
                             f'{type(pipeline).__name__} (another LivePortrait node pack?)')
-        values = dict(dsize=dsize, scale=scale, vx_ratio=vx_ratio, vy_ratio=vy_ratio,
-                      lip_zero=lip_zero, eye_retargeting=eye_retargeting,
-                      eyes_retargeting_multiplier=eyes_retargeting_multiplier,
-                      lip_retargeting=lip_retargeting,
-                      lip_retargeting_multiplier=lip_retargeting_multiplier, stitching=stitching,
-                      relative=relative)
-        self._check_ranges(values)
+        # Validated by the schema before any work (its errors name the field: the numeric inputs
+        # have the fields' names).
+        options = options_from_values(
+            {field: inputs[name] for name, field in OPTION_FIELDS.items()}, base=pipeline.options,
+            flag_do_crop=True, flag_pasteback=True)
         as_torch = _is_torch(source_image) or (
             isinstance(source_image, (list, tuple)) and any(_is_torch(s) for s in source_image))
 
@@ -355,12 +330,6 @@ class LivePortraitProcess:
             raise ValueError('driving_images is empty: give at least one driving frame (a '
                              'driving image, or the frames of a driving video as a batch)')
         driving = np.stack([_resize(f, driving[0].shape[:2]) for f in driving])
-
-        kinds = {name: spec[0] for name, spec in self.INPUT_TYPES()['required'].items()}
-        cast = {'INT': int, 'FLOAT': float, 'BOOLEAN': bool}
-        options = pipeline.options.replace(
-            **{field: cast[kinds[name]](values[name]) for name, field in OPTION_FIELDS.items()},
-            flag_do_crop=True, flag_pasteback=True)
         crops, frames = self._run(pipeline, sources, driving, options, resolve_device(device))
 
         crops = np.concatenate(crops).astype(np.float32) / 255.0
@@ -373,12 +342,11 @@ class LivePortraitProcess:
     @staticmethod
     def _run(pipeline, sources, driving, options, device):
         import jax
+        from liveportrait_jax.demo import output_label
         from liveportrait_jax.pipeline import animate_frames
-        from liveportrait_jax.pipeline.animate import RANDOM_LABEL, burn_label
+        from liveportrait_jax.pipeline.animation import burn_label
 
-        label = pipeline.label
-        if label is None and pipeline.random_weights:
-            label = RANDOM_LABEL
+        label = output_label(pipeline.models, pipeline.label)
         full_hw = sources[0].shape[:2]  # ComfyUI batches hold one size: the first source's
         d = options.dsize
         kwargs = {}

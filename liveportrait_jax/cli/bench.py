@@ -12,9 +12,11 @@ def add_parser(sub):
                        description='Compile time, ms/frame per stage (landmarks+crop, M, F, '
                                    'keypoint math + S, W, G, paste-back, encode) and end-to-end '
                                    'frames/s for each chunk size, on random weights.')
-    p.add_argument('--config', default='full', choices=('full', 'tiny'))
+    p.add_argument('--config', default='full', choices=('full', 'tiny'),
+                   help='model config of the random weights (default: full, the released sizes)')
     p.add_argument('--chunk', default='1,4', help='comma-separated chunk sizes (default 1,4)')
-    p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'))
+    p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'),
+                   help='compute dtype of the convolutions (default float32)')
     p.add_argument('--repeats', type=int, default=2, help='timed runs per measurement')
     p.add_argument('--frames', type=int, default=None,
                    help='frames of the end-to-end run (default: twice the largest chunk)')
@@ -25,8 +27,6 @@ def add_parser(sub):
 def run(args):
     import jax.numpy as jnp
     from liveportrait_jax.pipeline.bench import run_bench
-    from liveportrait_jax.cli_logging import setup_logging
-    setup_logging()
     try:
         chunks = tuple(int(c) for c in args.chunk.split(','))
     except ValueError:

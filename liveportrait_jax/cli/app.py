@@ -3,6 +3,8 @@
 import logging
 import sys
 
+from liveportrait_jax.cli.common import add_model_arguments, models_from_args
+
 log = logging.getLogger('liveportrait_jax')
 
 
@@ -15,16 +17,7 @@ def add_parser(sub):
                     'the animal model set. Without converted weights it starts in a labelled '
                     'demo mode with RANDOM weights. Nothing is fetched from the internet and no '
                     'share link is made.')
-    p.add_argument('--animals', action='store_true',
-                   help='animal mode: the animals model set, cat-face cropping, animation only')
-    p.add_argument('--weights', default='weights', metavar='DIR',
-                   help='converted weights (liveportrait-jax convert); default: weights')
-    p.add_argument('--demo', action='store_true',
-                   help='use RANDOM weights (labelled on the page) even if weights exist')
-    p.add_argument('--config', default='tiny', choices=('tiny', 'full'),
-                   help='model config of the random demo weights (default: tiny, fast)')
-    p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'),
-                   help='compute dtype of the convolutions (default float32)')
+    add_model_arguments(p, 'every result')
     p.add_argument('--host', default='127.0.0.1',
                    help='address to listen on (default 127.0.0.1, this machine only)')
     p.add_argument('--port', type=int, default=7860, help='port (default 7860)')
@@ -39,17 +32,14 @@ def add_parser(sub):
 
 
 def run(args):
-    from liveportrait_jax.cli_logging import setup_logging
-    setup_logging()
     try:
         import gradio  # noqa: F401
     except ImportError:
         print("liveportrait-jax app: the web app needs Gradio: pip install 'liveportrait-jax[app]'",
               file=sys.stderr)
         return 2
-    from liveportrait_jax.app import build_app, launch_app, load_app_models
-    models = load_app_models(args.weights, animals=args.animals, demo=args.demo,
-                             config=args.config, dtype=args.dtype)
+    from liveportrait_jax.app import build_app, launch_app
+    models = models_from_args(args, fallback=True)  # no weights: the labelled demo
     log.info('models: %r', models)
     app = build_app(models, animals=args.animals, output_dir=args.output_dir,
                     default_chunk=args.chunk, examples=args.examples)

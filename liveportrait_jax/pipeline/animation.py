@@ -10,6 +10,7 @@ Stages (each timed; device stages in fixed-size jitted chunks, see chunks.py and
 
 import concurrent.futures
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -19,18 +20,18 @@ import cv2
 import numpy as np
 
 from liveportrait_jax import faces
+from liveportrait_jax.demo import RANDOM_LABEL, output_label
 from liveportrait_jax.io import (
     MotionTemplate, VideoWriter, concat_side_by_side, save_image, save_template, write_gif)
 from liveportrait_jax.pipeline import motion as motion_lib
 from liveportrait_jax.pipeline.chunks import Chunker
 from liveportrait_jax.pipeline.inputs import (
     driving_from_frames, load_driving, load_source, source_from_frames)
-from liveportrait_jax.pipeline.kernels import kernels_for
+from liveportrait_jax.pipeline import kernels
 from liveportrait_jax.pipeline.options import AnimateOptions
 
 log = logging.getLogger('liveportrait_jax')
 
-RANDOM_LABEL = 'RANDOM WEIGHTS - DEMO'
 MOTION_KEYS = ('R', 'exp', 't', 'scale', 'kp', 'x_s')
 
 
@@ -62,16 +63,17 @@ def burn_label(frame, text=RANDOM_LABEL):
     return out
 
 
-def _extract_motion(kernels, crops_256, chunker, progress=None):
-    out = chunker.map(kernels.motion, [crops_256], len(crops_256), progress=progress)
+def _extract_motion(models, crops_256, chunker, progress=None):
+    out = chunker.map(functools.partial(kernels.motion, models), [crops_256], len(crops_256),
+                      progress=progress)
     return {k: out[k].astype(np.float32) for k in MOTION_KEYS}
 
 
-def _driving_motion(kernels, driving, chunker, progress=None):
+def _driving_motion(models, driving, chunker, progress=None):
     if driving.kind == 'template':
         t = driving.template
         return {'R': t.R, 'exp': t.exp, 't': t.t, 'scale': t.scale, 'kp': t.kp, 'x_s': t.x_s}
-    return _extract_motion(kernels, driving.crops_256, chunker, progress)
+    return _extract_motion(models, driving.crops_256, chunker, progress)
 
 
 def _take(motion, n):
@@ -87,7 +89,7 @@ def _take(motion, n):
     return out
 
 
-def compose_keypoints(kernels, src, drv, x_s, options, *, source_is_video, driving_is_video,
+def compose_keypoints(models, src, drv, x_s, options, *, source_is_video, driving_is_video,
                       src_eye=None, src_lip=None, drv_eye=None, drv_lip=None, lip_array=None):
     """Driving keypoints (N, K, 3) for every output frame, by the reference's rules.
 
@@ -121,13 +123,13 @@ def compose_keypoints(kernels, src, drv, x_s, options, *, source_is_video, drivi
         if options.flag_normalize_lip and relative:
             ratio = np.concatenate([src_lip, np.zeros_like(src_lip)], axis=1)
             keep = (src_lip[:, :1] >= options.lip_normalize_threshold)[:, :, None]
-            lip_before = np.asarray(kernels.retarget('lip', x_s, ratio)) * keep
+            lip_before = np.asarray(kernels.retarget(models, 'lip', x_s, ratio)) * keep
         if source_is_video and options.flag_source_video_eye_retargeting:
             c0 = float(src_eye[0].mean())
             if c0 < options.source_video_eye_retargeting_threshold:
                 c0 = 0.39
             ratio = np.concatenate([src_eye, np.full((len(src_eye), 1), c0, np.float32)], axis=1)
-            eye_before = np.asarray(kernels.retarget('eye', x_s, ratio))
+            eye_before = np.asarray(kernels.retarget(models, 'eye', x_s, ratio))
     if retarget and have_src:
         if options.flag_eye_retargeting:
             if drv_eye is None:
@@ -147,8 +149,8 @@ def compose_keypoints(kernels, src, drv, x_s, options, *, source_is_video, drivi
         log.warning('eye/lip retargeting needs source landmarks (no face found): skipped')
 
     return np.asarray(kernels.finalize(
-        raw, x_s, options, None if multiplier is None else np.float32(multiplier), lip_before,
-        eye_before, eye_ratio, lip_ratio))
+        models, raw, x_s, options, None if multiplier is None else np.float32(multiplier),
+        lip_before, eye_before, eye_ratio, lip_ratio))
 
 
 class _Outputs:
@@ -258,12 +260,11 @@ def plan_animation(models, src, drv, options, *, chunk=8, lip_array=None, progre
         n = len(src.frames)
     else:
         n = drv.n_frames
-    kernels = kernels_for(models)
     chunker = Chunker(chunk)
     t = time.perf_counter()
     update, close = _progress_bar(drv.n_frames + len(src.frames), 'motion (M)', progress)
-    drv_motion = _driving_motion(kernels, drv, chunker, update)
-    src_motion = _extract_motion(kernels, src.crops_256[:n] if src.is_video else src.crops_256,
+    drv_motion = _driving_motion(models, drv, chunker, update)
+    src_motion = _extract_motion(models, src.crops_256[:n] if src.is_video else src.crops_256,
                                  chunker, update)
     close()
     timings['motion (M)'] = time.perf_counter() - t
@@ -277,7 +278,7 @@ def plan_animation(models, src, drv, options, *, chunk=8, lip_array=None, progre
             src_eye, src_lip = src_eye[:n], src_lip[:n]
     x_s = src_motion['x_s']
     x_d = compose_keypoints(
-        kernels, src_motion, _take(drv_motion, n), x_s, options, source_is_video=src.is_video,
+        models, src_motion, _take(drv_motion, n), x_s, options, source_is_video=src.is_video,
         driving_is_video=drv.is_video, src_eye=src_eye, src_lip=src_lip,
         drv_eye=None if drv.eye_ratio is None else _take({'e': drv.eye_ratio}, n)['e'],
         drv_lip=None if drv.lip_ratio is None else _take({'l': drv.lip_ratio}, n)['l'],
@@ -288,15 +289,15 @@ def plan_animation(models, src, drv, options, *, chunk=8, lip_array=None, progre
 
 def render_chunks(models, plan, *, chunk=8):
     """Stage 4: yields (start, (C, 512, 512, 3) uint8 animated crops) chunk by chunk."""
-    kernels = kernels_for(models)
     chunker = Chunker(chunk)
     src, n = plan.source, plan.n_frames
     if src.is_video:
-        fn, arrays = kernels.render_video_source, [src.crops_256[:n], plan.x_s[:n], plan.x_d]
+        fn = functools.partial(kernels.render_video_source, models)
+        arrays = [src.crops_256[:n], plan.x_s[:n], plan.x_d]
     else:
-        f_s = kernels.feature(src.crops_256[:1])
+        f_s = kernels.feature(models, src.crops_256[:1])
         x_s = plan.x_s[:1]
-        fn, arrays = (lambda xd: kernels.render_image_source(f_s, x_s, xd)), [plan.x_d]
+        fn, arrays = (lambda xd: kernels.render_image_source(models, f_s, x_s, xd)), [plan.x_d]
     yield from chunker.iterate(fn, arrays, n)
 
 
@@ -319,8 +320,7 @@ def animate_frames(models, source_frames, driving_frames, options=None, *, chunk
       Other arguments as `animate`.
     """
     options = options or AnimateOptions()
-    if label is None and models.random_weights:
-        label = RANDOM_LABEL
+    label = output_label(models, label)
     t0 = time.perf_counter()
     src = source_from_frames(list(source_frames), options, is_video=len(source_frames) > 1,
                              fps=fps, animals=animals)
@@ -386,8 +386,7 @@ def animate(models, source, driving, output_dir, options=None, *, chunk=8, lip_a
       AnimateResult with the output paths, frame count, fps and per-stage seconds.
     """
     options = options or AnimateOptions()
-    if label is None and models.random_weights:
-        label = RANDOM_LABEL
+    label = output_label(models, label)
     t0 = time.perf_counter()
     src = load_source(source, options, animals=animals, max_frames=max_frames)
     drv = load_driving(driving, options, max_frames=max_frames)
