@@ -218,10 +218,10 @@ def test_every_option_has_help_and_is_checked():
 def test_cli_flags_from_the_schema():
     import argparse
 
-    from liveportrait_jax.pipeline.options import (
-        SCHEMA, AnimateOptions, add_option_arguments, options_from_args, parse_box)
+    from liveportrait_jax.pipeline import options as O
+    SCHEMA, AnimateOptions, parse_box = O.SCHEMA, O.AnimateOptions, O.parse_box
     parser = argparse.ArgumentParser()
-    add_option_arguments(parser)
+    O.add_option_arguments(parser)
     actions = {a.dest: a for a in parser._actions}
     for name, field in SCHEMA.items():  # every flag: its help, default and range
         text = actions[name].help
@@ -230,10 +230,10 @@ def test_cli_flags_from_the_schema():
         if field.metadata['min'] is not None:
             assert f'range [{field.metadata["min"]}, ' in text, name
         assert '--' + name.replace('_', '-') in actions[name].option_strings
-    assert options_from_args(parser.parse_args([])) == AnimateOptions()
+    assert O.options_from_args(parser.parse_args([])) == AnimateOptions()
     args = parser.parse_args(['--no-flag-stitching', '--flag-write-gif', '--dsize', '256',
                               '--crop-box', '10,20,110,140', '--animation-region', 'lip'])
-    o = options_from_args(args, vy_ratio=0.0)
+    o = O.options_from_args(args, vy_ratio=0.0)
     assert (o.flag_stitching, o.flag_write_gif, o.dsize, o.crop_box, o.animation_region,
             o.vy_ratio) == (False, True, 256, (10.0, 20.0, 110.0, 140.0), 'lip', 0.0)
     for bad in (['--dsize', '32'], ['--dsize', '2.5'], ['--scale', 'x'], ['--crop-box', '1,2,3'],

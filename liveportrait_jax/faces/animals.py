@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .crop import CropResult, crop_by_box, expand_box
+from .crop import SOURCE_CROP, CropResult, crop_by_box, expand_box
 
 CAT_CASCADE = "haarcascade_frontalcatface_extended.xml"
 _PADS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)    # border added on each side, fraction of the long side
@@ -120,7 +120,7 @@ def detect_cat_face(image_rgb: np.ndarray, *, source_name: Optional[str] = None,
     return boxes[0]
 
 
-def crop_animal(image_rgb: np.ndarray, box: Optional[Sequence[float]] = None, *, dsize: int = 512,
+def crop_animal(image_rgb: np.ndarray, box: Optional[Sequence[float]] = None, *, dsize: int = SOURCE_CROP.dsize,
                 scale: float = 1.6, vy_ratio: float = -0.05,
                 source_name: Optional[str] = None) -> CropResult:
     """Crop an animal portrait around a face box (detected with the cat cascade if None).

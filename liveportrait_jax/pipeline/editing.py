@@ -399,7 +399,7 @@ def retarget_video_frames(models, frames, *, lip_ratio=None, silence=False,
       lip_ratio: target lip-open ratio (0 closed to about 0.8), for every frame.
       silence: keep the lips silent instead (neutral lips from `lip_array`, (21, 3), with the eye
         keypoints of each frame; without a lip array the lips are closed by the lip network).
-      scale, vx_ratio, vy_ratio, do_crop: source crop (the reference's default scale 2.3 here).
+      scale, vx_ratio, vy_ratio, do_crop: source crop (defaults: faces.SOURCE_CROP, the reference's).
       smooth_observation_variance: Kalman smoothing of the lip offsets (larger: smoother).
       chunk: frames per device batch. label: as render_edit. progress: tqdm bars.
     """

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from liveportrait_jax import faces
+from liveportrait_jax.faces.crop import SOURCE_CROP
 from liveportrait_jax.io import InputError, atomic_write_path, iter_video_frames
 from liveportrait_jax.pipeline.chunks import Chunker
 from liveportrait_jax.pipeline.inputs import VIDEO_EXTS
@@ -103,7 +104,8 @@ def prepare_data(models, video_dir, out_dir, *, frame_stride=2, max_frames=120, 
     manifest['settings'] = {'frame_stride': frame_stride, 'max_frames': max_frames,
                             'model_config': models.config.get('name'),
                             'random_weights': bool(models.random_weights),
-                            'crop': 'source (scale 2.3, vy -0.125)', 'mask_size': MASK_SIZE}
+                            'crop': f'source (scale {SOURCE_CROP.scale}, vy {SOURCE_CROP.vy_ratio})',
+                            'mask_size': MASK_SIZE}
     todo = [v for v in videos if v not in manifest['videos'] and v not in manifest['skipped']]
     bar = None
     if progress:
