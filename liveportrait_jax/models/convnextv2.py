@@ -26,7 +26,7 @@ class GRN(nnx.Module):
         xf = x.astype(jnp.float32)
         gx = jnp.sqrt(jnp.sum(jnp.square(xf), axis=(1, 2), keepdims=True))
         nx = gx / (jnp.mean(gx, axis=-1, keepdims=True) + 1e-6)
-        out = self.gamma.value * (xf * nx) + self.beta.value + xf
+        out = self.gamma[...] * (xf * nx) + self.beta[...] + xf
         return out.astype(x.dtype)
 
 

@@ -46,9 +46,9 @@ class Conv3d(nnx.Module):
         self.dtype = dtype
 
     def __call__(self, x):
-        dtype = self.dtype or jnp.result_type(x, self.kernel.value)
+        dtype = self.dtype or jnp.result_type(x, self.kernel[...])
         x = x.astype(dtype)
-        kernel = self.kernel.value.astype(dtype)
+        kernel = self.kernel[...].astype(dtype)
         if jax.default_backend() == 'cpu':
             y = conv3d_as_2d(x, kernel, self.padding)
         else:
@@ -56,7 +56,7 @@ class Conv3d(nnx.Module):
             y = jax.lax.conv_general_dilated(x, kernel, (1, 1, 1), [(p, p)] * 3,
                                              dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'))
         if self.bias is not None:
-            y = y + self.bias.value.astype(dtype)
+            y = y + self.bias[...].astype(dtype)
         return y
 
 

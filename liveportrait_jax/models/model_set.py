@@ -94,7 +94,7 @@ def fill_state(module, value_of):
         node = pure
         for p in path[:-1]:
             node = node[p]
-        node[path[-1]] = jnp.asarray(value_of(path, var.value.shape))
+        node[path[-1]] = jnp.asarray(value_of(path, var.shape))
     nnx.replace_by_pure_dict(state, pure)
     return state
 

@@ -20,8 +20,8 @@ def flat_state_shapes(module_or_state):
         state = nnx.state(module_or_state)
     out = {}
     for path, var in nnx.to_flat_state(state):
-        value = var.value if hasattr(var, 'value') else var
-        out['.'.join(str(p) for p in path)] = (tuple(value.shape), value.dtype)
+        # A Variable forwards .shape/.dtype to its value (an array or a ShapeDtypeStruct).
+        out['.'.join(str(p) for p in path)] = (tuple(var.shape), var.dtype)
     return out
 
 
