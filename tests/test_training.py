@@ -1,7 +1,6 @@
 """Fine-tuning: data preparation, objectives, resume, multi-device, export (tiny random weights)."""
 
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -16,8 +15,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config(head, **changes):
-    sys.path.insert(0, REPO)
-    from liveportrait_jax.training.main import load_config
+    from liveportrait_jax.training.config import load_config
     name = {'stitching': 'stitching', 'eye': 'retargeting_eye', 'lip': 'retargeting_lip',
             'openness': 'openness'}[head]
     c = load_config(os.path.join(REPO, 'configs', f'train_{name}.py:tiny'))
@@ -25,11 +23,6 @@ def _config(head, **changes):
     for k, v in changes.items():
         c[k] = v
     return c
-
-
-@pytest.fixture(scope='module')
-def models():
-    return lp.init_random_models('tiny', seed=0)
 
 
 @pytest.fixture(scope='module')
@@ -152,10 +145,9 @@ def test_nan_guard_skips_the_update(prepared, models, tmp_path):
 
 def test_four_devices_match_one(prepared, tmp_path):
     script = f'''
-import numpy as np, jax, sys
-sys.path.insert(0, {REPO!r})
+import numpy as np, jax
 import liveportrait_jax as lp
-from liveportrait_jax.training.main import load_config
+from liveportrait_jax.training.config import load_config
 from liveportrait_jax.training.trainer import train
 from liveportrait_jax.training.data import TrainData
 assert jax.device_count() == 4
@@ -184,7 +176,6 @@ def test_export_reads_back_and_loads_into_the_pipeline(models, tmp_path):
     from flax import nnx
     from liveportrait_jax.training.export import export_stitching_module
     from liveportrait_jax.weights import load_torch_checkpoint
-    from liveportrait_jax.weights.checkpoint import replace_stitching_module
     rng = np.random.default_rng(0)
     eye = nnx.to_pure_dict(models.states['eye'])
     eye = {'mlp': {k: {n: np.asarray(v) + rng.normal(size=np.shape(v)).astype(np.float32) * 0.1
@@ -196,7 +187,7 @@ def test_export_reads_back_and_loads_into_the_pipeline(models, tmp_path):
     assert 'module.mlp.10.weight' in sd['retarget_eye']
     np.testing.assert_array_equal(sd['retarget_eye']['module.mlp.0.weight'], eye['mlp']['0']['kernel'].T)
     # The exported file, loaded back into the pipeline, gives the overridden head.
-    swapped = replace_stitching_module(models, path)
+    swapped = lp.with_stitching_weights(models, path)
     x_s = rng.normal(size=(2, 21, 3)).astype(np.float32)
     ratio = rng.uniform(0, 0.4, (2, 3)).astype(np.float32)
     from flax import nnx as _nnx
@@ -215,18 +206,29 @@ def test_export_reads_back_and_loads_into_the_pipeline(models, tmp_path):
 
 
 def test_train_cli_and_animate_with_the_result(prepared, tmp_path):
-    from liveportrait_jax.training.main import train_main
+    from liveportrait_jax.cli import main
     workdir = tmp_path / 'run'
-    assert train_main(['--config', os.path.join(REPO, 'configs/train_stitching.py:tiny'),
-                       '--workdir', str(workdir), '--set', 'total_steps=4',
-                       '--set', f'data_dir="{prepared["out"]}"']) == 0
+    config = os.path.join(REPO, 'configs/train_stitching.py:tiny')
+    assert main(['train', '--config', config, '--workdir', str(workdir),
+                 '--config.total_steps=4', f'--config.data_dir={prepared["out"]}']) == 0
     exported = workdir / 'stitching_retargeting_module.pth'
     assert exported.is_file() and (workdir / 'history.json').is_file()
-    from liveportrait_jax.cli import main
     out = tmp_path / 'anim'
     assert main(['animate', '--demo', '--quiet', '-o', str(out), '--chunk', '4',
                  '--max-frames', '4', '--stitching-weights', str(exported)]) == 0
     assert (out / 'demo_source--demo_driving.mp4').is_file()
+
+
+def test_train_cli_rejects_bad_overrides(capsys):
+    from liveportrait_jax.cli import main
+    config = os.path.join(REPO, 'configs/train_stitching.py:tiny')
+    assert main(['train', '--config', config, '--workdir', 'unused', '--config.nope=1']) == 2
+    assert "no key 'nope'" in capsys.readouterr().err
+    assert main(['train', '--config', config, '--workdir', 'unused',
+                 '--config.total_steps=many']) == 2
+    assert 'total_steps' in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # only `train` takes --config.KEY overrides
+        main(['bench', '--config.total_steps=1'])
 
 
 def test_openness_augmentation_is_deterministic_and_swaps_eyes(prepared):

@@ -73,6 +73,9 @@ def load_config(spec, overrides=()):
         fv(argv)
         return fv.config
     except AttributeError as e:  # an override names a key the config does not have
-        raise ValueError(f'{path}: the config has no key {e.args[0]!r} (from {" ".join(overrides)})') from None
+        key = e.args[0].args[0] if isinstance(e.args[0], KeyError) else e.args[0]
+        key = str(key).strip('\'"')  # ml_collections quotes the name once more
+        raise ValueError(f'{path}: the config has no key {key!r} '
+                         f'(from {" ".join(overrides)})') from None
     except flags.Error as e:
         raise ValueError(f'{path}: {e}') from None
