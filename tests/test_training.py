@@ -87,28 +87,126 @@ class FixedBatch:
         return self.batch
 
 
-# Loss must fall by these factors on one fixed batch. The regressor is plain supervised learning and
-# falls fast; the heads steer random frozen networks (and, for eye/lip, an untrained regressor), so
-# the floor they can reach is close to where they start: 5% (eye, lip: 2%) in 20 steps is what they
-# must show.
-@pytest.mark.parametrize('head,factor,steps', [('openness', 3.0, 30), ('stitching', 1.05, 20),
-                                               ('eye', 1.02, 20), ('lip', 1.02, 20)])
-def test_overfits_a_fixed_batch(prepared, models, tmp_path, head, factor, steps):
+# Fine-tuning a head on a planted problem whose optimum is known, so that the loss must fall by a
+# wide margin on any machine (with random frozen networks, the real objective's optimum is close to
+# where the heads start, and how close depends on float rounding). On the planted batch, moving no
+# keypoint is the exact optimum: for stitching the face mask covers the whole image, so
+# L = |I(x_d + S) - I(x_d)| + w_reg |S|; for eye and lip the region mask is empty and the frozen
+# openness regressor outputs constants equal to the targets, so
+# L = |I(x_s + R) - I(x_s)| + w_reg |R|.
+# A head whose last layer is zero outputs zero offsets and has loss 0, the global minimum. The test
+# sets that layer's bias to a shift of every keypoint by PLANTED_SHIFT and trains it back with
+# w_reg = 0, so the only gradient is the one through the frozen warping network and generator.
+PLANTED_SHIFT = 0.02  # normalised keypoint units, about 0.6 pixel of the 64x64 warped features
+PLANTED_OPENNESS = (0.25, 0.25, 0.6)  # eye left, eye right, lip: the planted regressor's outputs
+
+
+def _planted_openness(path):
+    """An OpennessNet checkpoint (saved as an 'openness' run saves it) with constant outputs."""
+    import orbax.checkpoint as ocp
+    from flax import nnx
+
+    from liveportrait_jax.training.openness import OpennessNet
+    pure = nnx.to_pure_dict(nnx.state(OpennessNet(rngs=nnx.Rngs(0))))
+    pure['head']['kernel'] = np.zeros_like(pure['head']['kernel'])
+    pure['head']['bias'] = np.asarray(PLANTED_OPENNESS, np.float32)
+    ckptr = ocp.StandardCheckpointer()
+    ckptr.save(os.path.abspath(path), pure)
+    ckptr.wait_until_finished()
+    return str(path)
+
+
+def _planted_batch(batch, head):
+    from liveportrait_jax.training.data import EYES, FACE, LIPS
+    batch = dict(batch)
+    masks = batch['src_masks'].copy()
+    if head == 'stitching':
+        masks[:, FACE] = 1
+    else:
+        masks[:, EYES if head == 'eye' else LIPS] = 0
+    batch['src_masks'] = masks
+    n = len(masks)
+    batch['target_eye'] = np.full((n, 1), PLANTED_OPENNESS[0], np.float32)
+    batch['target_lip'] = np.full((n, 1), PLANTED_OPENNESS[2], np.float32)
+    return batch
+
+
+def _shifted_head(models, head):
+    """(models whose `head` outputs a constant shift of every keypoint, that head's parameters)."""
+    from flax import nnx
+    pure = nnx.to_pure_dict(models.states[head])
+    last = pure['mlp'][str(max(int(k) for k in pure['mlp']))]
+    last['kernel'] = np.zeros_like(last['kernel'])
+    last['bias'] = np.zeros_like(last['bias'])
+    if head == 'stitching':  # the last two outputs move every keypoint's (x, y)
+        last['bias'][-2:] = PLANTED_SHIFT, -PLANTED_SHIFT
+    else:  # (K, 3) offsets of the source keypoints
+        last['bias'].reshape(-1, 3)[:, :2] = PLANTED_SHIFT, -PLANTED_SHIFT
+    graphdef, state = nnx.split(models.networks[head])
+    nnx.replace_by_pure_dict(state, pure)
+    return models.replace_networks({head: nnx.merge(graphdef, state)}), pure
+
+
+# Adam moves every weight by about lr a step, so the offsets move by about lr * (1 + the sum of the
+# last hidden layer's activations): about 27 (stitching), 10 (eye) and 37 (lip) for the tiny heads.
+# These rates move them about 0.003 a step: the shift is crossed in 6 or 7 steps, and the cosine
+# decay settles the overshoot. Measured final/initial loss: 0.09 (stitching), 0.11 (eye),
+# 0.17 (lip); 0.04 to 0.25 with other model seeds and shifts of 0.015 to 0.03. The test asks 0.5.
+@pytest.mark.parametrize('head,learning_rate', [('stitching', 1e-4), ('eye', 3e-4), ('lip', 7e-5)])
+def test_training_undoes_a_planted_perturbation(prepared, models, tmp_path, head, learning_rate):
+    import jax
+
     from liveportrait_jax.training.trainer import train
-    config = _config(head, total_steps=steps, log_every=1, learning_rate=3e-3)
-    config.augment = False  # a fixed batch, as the test says
-    result = train(config, str(tmp_path), models=None if head == 'openness' else models,
-                   data=FixedBatch(TrainData(str(prepared['out']))), log=lambda *a: None)
+    steps = 16
+    changes = dict(total_steps=steps, log_every=1, learning_rate=learning_rate, warmup_steps=2,
+                   checkpoint_every=10 ** 6)
+    if head != 'stitching':
+        changes['openness_checkpoint'] = _planted_openness(tmp_path / 'openness')
+    config = _config(head, **changes)
+    config.loss.w_reg = 0.0
+    data = FixedBatch(TrainData(str(prepared['out'])))
+    data.batch = _planted_batch(data.batch, head)
+    shifted, start = _shifted_head(models, head)
+    before = {n: [np.array(x) for x in jax.tree.leaves(s)] for n, s in models.states.items()}
+    result = train(config, str(tmp_path / 'run'), models=shifted, data=data, log=lambda *a: None)
+    assert result.step == steps and result.skipped_steps == 0 and len(result.history) == steps
+    # The objective at the shifted head, as the first step (learning rate 0: warmup) reports it:
+    # the offsets are the bias, the planted terms are zero, the image term is all that is left.
+    first, last = result.history[0], result.history[-1]
+    image, planted = (('inside_face', 'outside_face') if head == 'stitching' else
+                      ('outside_region', 'openness_l1'))
+    bias = start['mlp'][str(max(int(k) for k in start['mlp']))]['bias']
+    assert first['offset_l1'] == pytest.approx(np.abs(bias).mean(), rel=1e-5)
+    assert first[planted] < 1e-6, first
+    assert first['loss'] == pytest.approx(first[image], rel=1e-5)
+    assert first[image] > 0.02, first  # measured: 0.052 (eye, lip), 0.054 (stitching)
+    # Training undoes most of the shift.
+    assert last['loss'] < 0.5 * first['loss'], [h['loss'] for h in result.history]
+    # Every layer of the head was trained, and nothing else: the result has the head's parameters,
+    # and the model set (its frozen networks included) is as it was.
+    assert jax.tree.structure(result.params) == jax.tree.structure(start)
+    for name, layer in start['mlp'].items():
+        for param, value in layer.items():
+            trained = result.params['mlp'][name][param]
+            assert trained.shape == value.shape
+            assert not np.array_equal(trained, value), (name, param)
+    for name, state in models.states.items():
+        for x, y in zip(before[name], jax.tree.leaves(state)):
+            np.testing.assert_array_equal(x, np.asarray(y))
+
+
+def test_openness_regressor_overfits_a_fixed_batch(prepared, tmp_path):
+    # Plain supervised learning of 3 numbers per image from 2 images: the loss falls by a factor of
+    # about 40 in 30 steps; the test asks for 3.
+    from liveportrait_jax.training.trainer import train
+    config = _config('openness', total_steps=30, log_every=1, learning_rate=3e-3)
+    with config.unlocked():  # no config has this key: the trainer defaults it to True
+        config.augment = False  # a fixed batch, as the test says
+    result = train(config, str(tmp_path), data=FixedBatch(TrainData(str(prepared['out']))),
+                   log=lambda *a: None)
     losses = [h['loss'] for h in result.history]
-    first, last = losses[0], min(losses[-5:])
-    assert last * factor < first, (head, first, last)
-    assert result.skipped_steps == 0
-    trained = result.params['mlp' if head != 'openness' else 'head']
-    assert trained  # only the head's parameters were optimised and returned
-    if head != 'openness':
-        before = lp.init_random_models('tiny', seed=0).states[head]
-        from flax import nnx
-        assert set(nnx.to_pure_dict(before)['mlp']) == set(result.params['mlp'])
+    assert min(losses[-5:]) * 3 < losses[0], losses
+    assert result.skipped_steps == 0 and set(result.params) == {'convs', 'head'}
 
 
 def test_resume_is_exact(prepared, models, tmp_path):
