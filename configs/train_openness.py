@@ -1,7 +1,7 @@
 """Fine-tune the openness regressor (differentiable eye/lip openness) of LivePortrait.
 
-    python train/train.py --config configs/train_openness.py --workdir runs/openness
-    python train/train.py --config configs/train_openness.py:tiny --workdir /tmp/openness   # tiny, random weights
+python train/train.py --config configs/train_openness.py --workdir runs/openness
+python train/train.py --config configs/train_openness.py:tiny --workdir /tmp/openness   # tiny, random weights
 """
 
 from liveportrait_jax.training.config import base

@@ -1,7 +1,7 @@
 """Convert the released LivePortrait PyTorch checkpoints to liveportrait-jax model sets.
 
-    python convert/convert.py pretrained_weights weights/converted
-    # same as: liveportrait-jax convert pretrained_weights weights/converted
+python convert/convert.py pretrained_weights weights/converted
+# same as: liveportrait-jax convert pretrained_weights weights/converted
 """
 
 import sys

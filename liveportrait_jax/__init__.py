@@ -23,7 +23,15 @@ from liveportrait_jax.ops.keypoints import get_rotation_matrix, refine_kp_info, 
 __version__ = '0.1.0'
 
 __all__ = [
-    'LivePortraitModels', 'RANDOM_LABEL', 'get_rotation_matrix', 'init_random_models',
-    'load_models', 'load_models_or_demo', 'load_torch_models', 'output_label', 'refine_kp_info',
-    'transform_keypoints', 'with_stitching_weights',
+    'LivePortraitModels',
+    'RANDOM_LABEL',
+    'get_rotation_matrix',
+    'init_random_models',
+    'load_models',
+    'load_models_or_demo',
+    'load_torch_models',
+    'output_label',
+    'refine_kp_info',
+    'transform_keypoints',
+    'with_stitching_weights',
 ]

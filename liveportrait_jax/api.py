@@ -44,14 +44,20 @@ class LivePortraitModels:
 
     def __repr__(self):
         kind = 'RANDOM weights' if self.random_weights else f'weights from {self.source}'
-        return (f'LivePortraitModels(config={self.config.get("name", "?")!r}, '
-                f'dtype={self.dtype.name}, {kind})')
+        return (
+            f'LivePortraitModels(config={self.config.get("name", "?")!r}, '
+            f'dtype={self.dtype.name}, {kind})'
+        )
 
     def replace_networks(self, networks, source=None):
         """A new model set with some networks replaced (e.g. a fine-tuned S), same config."""
-        return LivePortraitModels({**self.networks, **networks}, self.config, dtype=self.dtype,
-                                  random_weights=self.random_weights,
-                                  source=source or self.source)
+        return LivePortraitModels(
+            {**self.networks, **networks},
+            self.config,
+            dtype=self.dtype,
+            random_weights=self.random_weights,
+            source=source or self.source,
+        )
 
     def bind(self, fn, *names, static_argnames=()):
         """`fn(nets, *args, **static)` jitted over this set's weights; returns `call(*args, **static)`.
@@ -66,8 +72,11 @@ class LivePortraitModels:
             graphdefs, dtype, size = self.graphdefs, self.dtype, self.input_size
 
             def run(states, *args, **static):
-                nets = types.SimpleNamespace(dtype=dtype, input_size=size, **{
-                    n: nnx.merge(graphdefs[n], s) for n, s in states.items()})
+                nets = types.SimpleNamespace(
+                    dtype=dtype,
+                    input_size=size,
+                    **{n: nnx.merge(graphdefs[n], s) for n, s in states.items()},
+                )
                 return fn(nets, *args, **static)
 
             run = jax.jit(run, static_argnames=tuple(static_argnames))
@@ -151,8 +160,9 @@ def _motion_heads(nets, images):
 
 
 def _kp_info(nets, images):
-    return core.kp_info(nets.motion_extractor,
-                        core.to_model_input(images, nets.input_size, nets.dtype))
+    return core.kp_info(
+        nets.motion_extractor, core.to_model_input(images, nets.input_size, nets.dtype)
+    )
 
 
 def _stitch(nets, x_s, x_d):
@@ -173,8 +183,12 @@ def _retarget_lip(nets, x_s, ratio):
 
 def _warp(nets, f_s, x_s, x_d):
     ret = core.warp(nets.warping_module, f_s, x_s, x_d, nets.dtype)
-    return {'out': ret['out'].astype(jnp.float32), 'occlusion_map': ret['occlusion_map'],
-            'deformation': ret['deformation'], 'mask': ret['mask']}
+    return {
+        'out': ret['out'].astype(jnp.float32),
+        'occlusion_map': ret['occlusion_map'],
+        'deformation': ret['deformation'],
+        'mask': ret['mask'],
+    }
 
 
 def _decode(nets, feature):
@@ -186,8 +200,13 @@ def init_random_models(config='full', seed=0, *, dtype=jnp.float32):
     models.model_set.build_networks). Its outputs mean nothing; `random_weights` is True so that
     callers label them as such (liveportrait_jax.demo)."""
     config = resolve_config(config)
-    return LivePortraitModels(build_networks(config, seed=seed, dtype=dtype), config, dtype=dtype,
-                              random_weights=True, source=f'random init (seed {seed})')
+    return LivePortraitModels(
+        build_networks(config, seed=seed, dtype=dtype),
+        config,
+        dtype=dtype,
+        random_weights=True,
+        source=f'random init (seed {seed})',
+    )
 
 
 def load_models(path, *, dtype=jnp.float32, variant='human'):
@@ -199,6 +218,7 @@ def load_models(path, *, dtype=jnp.float32, variant='human'):
       dtype: compute dtype, jnp.float32 (default), jnp.bfloat16 or jnp.float16.
     """
     from liveportrait_jax.weights.checkpoint import load_model_set  # orbax import is slow; defer
+
     networks, config, directory = load_model_set(path, dtype=dtype, variant=variant)
     return LivePortraitModels(networks, config, dtype=dtype, source=directory)
 
@@ -207,6 +227,7 @@ def load_torch_models(files, config='full', *, dtype=jnp.float32):
     """The reference `.pth` files loaded directly (no conversion step): a directory holding the
     five files, or {network name: path}."""
     from liveportrait_jax.weights.checkpoint import load_torch_networks
+
     config = resolve_config(config)
     networks = load_torch_networks(files, config, dtype=dtype)
     return LivePortraitModels(networks, config, dtype=dtype, source=str(files))
@@ -216,5 +237,7 @@ def with_stitching_weights(models, path):
     """A copy of `models` whose stitching / eye / lip MLPs come from a stitching `.pth` file in
     the reference's layout (e.g. a head fine-tuned and exported here), loaded strictly."""
     from liveportrait_jax.weights.checkpoint import read_stitching_networks
-    return models.replace_networks(read_stitching_networks(path, models.networks),
-                                   source=f'{models.source} + S from {path}')
+
+    return models.replace_networks(
+        read_stitching_networks(path, models.networks), source=f'{models.source} + S from {path}'
+    )

@@ -17,9 +17,11 @@ RANDOM_LABEL = 'RANDOM WEIGHTS - DEMO'
 DEMO_CONFIG = 'tiny'
 DEMO_SEED = 0
 
-_BANNER = ('DEMO MODE: RANDOM WEIGHTS (config {config!r}). The output is noise, not an animation; '
-           'it is labelled as such in every frame. For real results convert the released weights '
-           '(README, "Weights").')
+_BANNER = (
+    'DEMO MODE: RANDOM WEIGHTS (config {config!r}). The output is noise, not an animation; '
+    'it is labelled as such in every frame. For real results convert the released weights '
+    '(README, "Weights").'
+)
 
 
 def output_label(models, label=None):
@@ -41,8 +43,16 @@ def random_demo_models(config=DEMO_CONFIG, *, dtype=jnp.float32, seed=DEMO_SEED,
     return init_random_models(config, seed=seed, dtype=dtype)
 
 
-def load_models_or_demo(weights='weights', *, variant='human', dtype=jnp.float32, demo=False,
-                        fallback=False, demo_config=DEMO_CONFIG, seed=DEMO_SEED):
+def load_models_or_demo(
+    weights='weights',
+    *,
+    variant='human',
+    dtype=jnp.float32,
+    demo=False,
+    fallback=False,
+    demo_config=DEMO_CONFIG,
+    seed=DEMO_SEED,
+):
     """Converted weights, or the labelled random-weight demo.
 
     Args:
@@ -68,5 +78,9 @@ def load_models_or_demo(weights='weights', *, variant='human', dtype=jnp.float32
     except CheckpointError as e:
         if not fallback:
             raise
-        return random_demo_models(demo_config, dtype=dtype, seed=seed,
-                                  reason=f'{e}\nNo usable weights: falling back to the demo.')
+        return random_demo_models(
+            demo_config,
+            dtype=dtype,
+            seed=seed,
+            reason=f'{e}\nNo usable weights: falling back to the demo.',
+        )

@@ -22,9 +22,25 @@ def _replace_full(delta, src):
     delta[9, 1:] = src[9, 1:]
 
 
-def reference_keypoints(src, drv, x_s, o, *, src_video, drv_video, lip_array, smooth_exp=None,
-                        smooth_R=None, stitch=None, eye=None, lip=None, c_s_eyes=None,
-                        c_s_lip=None, c_d_eyes=None, c_d_lip=None):
+def reference_keypoints(
+    src,
+    drv,
+    x_s,
+    o,
+    *,
+    src_video,
+    drv_video,
+    lip_array,
+    smooth_exp=None,
+    smooth_R=None,
+    stitch=None,
+    eye=None,
+    lip=None,
+    c_s_eyes=None,
+    c_s_lip=None,
+    c_d_eyes=None,
+    c_d_lip=None,
+):
     """src: dict of (S, ...) arrays; drv: dict of (N, ...) arrays; x_s (S, 21, 3); o: options."""
     n = drv['R'].shape[0]
     out = []
@@ -88,12 +104,17 @@ def reference_keypoints(src, drv, x_s, o, *, src_video, drv_video, lip_array, sm
         t_new = t_new.copy()
         t_new[2] = 0
         x = scale_new * (x_c_s @ R_new + delta_new) + t_new
-        if (o.flag_relative_motion and o.driving_option == 'expression-friendly' and not src_video
-                and drv_video):
+        if (
+            o.flag_relative_motion
+            and o.driving_option == 'expression-friendly'
+            and not src_video
+            and drv_video
+        ):
             if i == 0:
                 x_d_0_new = x
-                motion_multiplier = (np.sqrt(ConvexHull(xs).volume)
-                                     / np.sqrt(ConvexHull(x_d_0_new).volume))
+                motion_multiplier = np.sqrt(ConvexHull(xs).volume) / np.sqrt(
+                    ConvexHull(x_d_0_new).volume
+                )
             x = (x - x_d_0_new) * motion_multiplier + xs
         lip_before = None
         if o.flag_normalize_lip and o.flag_relative_motion and c_s_lip is not None:

@@ -5,12 +5,18 @@ import subprocess
 
 import numpy as np
 import pytest
+from conftest import run_on_forced_host_devices
 
 import liveportrait_jax as lp
-from conftest import run_on_forced_host_devices
 import liveportrait_jax.pipeline
 from liveportrait_jax.io import (
-    InputError, VideoWriter, load_template, load_video_frames, probe_video, save_image)
+    InputError,
+    VideoWriter,
+    load_template,
+    load_video_frames,
+    probe_video,
+    save_image,
+)
 from liveportrait_jax.pipeline import AnimateOptions, animate
 from liveportrait_jax.pipeline.demo import astronaut, synth_driving_frames, write_demo_inputs
 
@@ -35,12 +41,42 @@ def media(tmp_path_factory):
             w.write(np.pad(f, ((0, 0), (64, 64), (0, 0)), mode='edge'))
     wav = str(d / 'tone.wav')
     import imageio_ffmpeg
+
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-    subprocess.run([ffmpeg, '-y', '-loglevel', 'error', '-f', 'lavfi', '-i',
-                    'sine=frequency=440:duration=1', wav], check=True)
+    subprocess.run(
+        [
+            ffmpeg,
+            '-y',
+            '-loglevel',
+            'error',
+            '-f',
+            'lavfi',
+            '-i',
+            'sine=frequency=440:duration=1',
+            wav,
+        ],
+        check=True,
+    )
     wide_audio = str(d / 'wide.mp4')
-    subprocess.run([ffmpeg, '-y', '-loglevel', 'error', '-i', wide, '-i', wav, '-c:v', 'copy',
-                    '-c:a', 'aac', '-shortest', wide_audio], check=True)
+    subprocess.run(
+        [
+            ffmpeg,
+            '-y',
+            '-loglevel',
+            'error',
+            '-i',
+            wide,
+            '-i',
+            wav,
+            '-c:v',
+            'copy',
+            '-c:a',
+            'aac',
+            '-shortest',
+            wide_audio,
+        ],
+        check=True,
+    )
     drv_img = str(d / 'driving_face.png')
     save_image(drv_img, synth_driving_frames(3)[1])
     return dict(src=src, drv=drv, src_video=src_video, wide=wide_audio, drv_img=drv_img)
@@ -88,8 +124,13 @@ def test_image_driving_gives_an_image(models, media, tmp_path):
 
 
 def test_video_source(models, media, tmp_path):
-    r = run(models, media['src_video'], media['drv'], tmp_path,
-            options=AnimateOptions(flag_source_video_eye_retargeting=True))
+    r = run(
+        models,
+        media['src_video'],
+        media['drv'],
+        tmp_path,
+        options=AnimateOptions(flag_source_video_eye_retargeting=True),
+    )
     assert r.n_frames == 4 and r.fps == 8  # min(source, driving) frames, the source's fps
     assert probe_video(r.output).n_frames == 4
     r = run(models, media['src_video'], media['drv_img'], tmp_path / 'img')
@@ -97,36 +138,42 @@ def test_video_source(models, media, tmp_path):
 
 
 def test_non_square_driving_is_cropped_and_keeps_audio(models, media, tmp_path):
-    r = run(models, media['src'], media['wide'], tmp_path,
-            options=AnimateOptions(flag_write_gif=True))
+    r = run(
+        models, media['src'], media['wide'], tmp_path, options=AnimateOptions(flag_write_gif=True)
+    )
     info = probe_video(r.output)
     assert info.n_frames == 8 and info.has_audio and probe_video(r.concat).has_audio
     assert os.path.getsize(r.gif) > 0
 
 
-@pytest.mark.parametrize('changes', [
-    dict(animation_region='lip', flag_relative_motion=False),
-    dict(flag_eye_retargeting=True, flag_lip_retargeting=True),
-    dict(flag_do_crop=False),
-    dict(flag_pasteback=False, flag_stitching=False, driving_option='pose-friendly'),
-    dict(flag_stitching=False),  # the reference pastes back only with stitching
-    dict(flag_crop_driving_video=True, dsize=256, scale=2.0, vy_ratio=0.0),
-    dict(crop_box=(120.0, 20.0, 370.0, 270.0)),
-])
+@pytest.mark.parametrize(
+    'changes',
+    [
+        dict(animation_region='lip', flag_relative_motion=False),
+        dict(flag_eye_retargeting=True, flag_lip_retargeting=True),
+        dict(flag_do_crop=False),
+        dict(flag_pasteback=False, flag_stitching=False, driving_option='pose-friendly'),
+        dict(flag_stitching=False),  # the reference pastes back only with stitching
+        dict(flag_crop_driving_video=True, dsize=256, scale=2.0, vy_ratio=0.0),
+        dict(crop_box=(120.0, 20.0, 370.0, 270.0)),
+    ],
+)
 def test_option_paths(models, media, tmp_path, changes):
     r = run(models, media['src'], media['drv'], tmp_path, options=AnimateOptions(**changes))
     info = probe_video(r.output)
     assert info.n_frames == N
-    if False in (changes.get('flag_do_crop'), changes.get('flag_pasteback'),
-                 changes.get('flag_stitching')):
+    if False in (
+        changes.get('flag_do_crop'),
+        changes.get('flag_pasteback'),
+        changes.get('flag_stitching'),
+    ):
         assert (info.width, info.height) == (changes.get('dsize', 512),) * 2
     else:
         assert (info.width, info.height) == (512, 512)  # the astronaut's own size
 
 
 def _no_outputs(d):
-    return not os.path.exists(d) or not [f for f in os.listdir(d)
-                                         if not f.endswith('.pkl')]
+    return not os.path.exists(d) or not [f for f in os.listdir(d) if not f.endswith('.pkl')]
 
 
 def test_bad_inputs(models, media, tmp_path):
@@ -154,11 +201,25 @@ def test_bad_inputs(models, media, tmp_path):
 
 def test_bad_templates(models, media, tmp_path):
     import pickle
+
     bad = tmp_path / 'bad_shapes.pkl'
     with open(bad, 'wb') as f:
-        pickle.dump({'n_frames': 2, 'output_fps': 25, 'motion': [
-            {'R': np.eye(3, dtype=np.float32)[None], 'exp': np.zeros((1, 20, 3), np.float32),
-             't': np.zeros((1, 3), np.float32), 'scale': np.ones((1, 1), np.float32)}] * 2}, f)
+        pickle.dump(
+            {
+                'n_frames': 2,
+                'output_fps': 25,
+                'motion': [
+                    {
+                        'R': np.eye(3, dtype=np.float32)[None],
+                        'exp': np.zeros((1, 20, 3), np.float32),
+                        't': np.zeros((1, 3), np.float32),
+                        'scale': np.ones((1, 1), np.float32),
+                    }
+                ]
+                * 2,
+            },
+            f,
+        )
     with pytest.raises(InputError, match='bad_shapes.pkl'):
         run(models, media['src'], str(bad), tmp_path / 'out')
 
@@ -176,7 +237,7 @@ def test_bad_templates(models, media, tmp_path):
 
 def test_sharded_chunks_match_one_device(tmp_path):
     """Chunks split over 4 (forced host) devices give the single-device frames."""
-    script = r'''
+    script = r"""
 import numpy as np, jax, liveportrait_jax as lp
 from liveportrait_jax.pipeline.chunks import Chunker
 from liveportrait_jax.pipeline import kernels
@@ -195,27 +256,58 @@ b = Chunker(4, devices=jax.local_devices()[:1]).map(fn, [x_d], 6)
 assert a.shape == (6, 128, 128, 3)
 assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 print('ok')
-'''
+"""
     run_on_forced_host_devices(script, 4, timeout=600)
 
 
 def test_cli_demo_and_errors(tmp_path, capsys):
     from liveportrait_jax.cli import main
+
     assert main(['animate', '--demo', '-o', str(tmp_path), '--quiet', '--chunk', '4']) == 0
     outs = sorted(os.listdir(tmp_path))
     assert 'demo_source--demo_driving.mp4' in outs and 'demo_driving.pkl' in outs
-    assert main(['animate', '-s', str(tmp_path / 'nope.jpg'), '-d', 'x.mp4', '--weights',
-                 str(tmp_path / 'noweights')]) == 2
+    assert (
+        main(
+            [
+                'animate',
+                '-s',
+                str(tmp_path / 'nope.jpg'),
+                '-d',
+                'x.mp4',
+                '--weights',
+                str(tmp_path / 'noweights'),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert 'liveportrait-jax convert' in err and 'Hugging Face' in err
 
 
 def test_bench_writes_json(tmp_path):
     from liveportrait_jax.cli import main
+
     out = tmp_path / 'bench.json'
-    assert main(['bench', '--config', 'tiny', '--chunk', '2', '--frames', '2', '--repeats', '1',
-                 '--json', str(out)]) == 0
+    assert (
+        main(
+            [
+                'bench',
+                '--config',
+                'tiny',
+                '--chunk',
+                '2',
+                '--frames',
+                '2',
+                '--repeats',
+                '1',
+                '--json',
+                str(out),
+            ]
+        )
+        == 0
+    )
     import json
+
     data = json.loads(out.read_text())
     assert data['device']['platform'] == 'cpu'
     stages = data['stages_ms_per_frame']['chunk 2']
@@ -229,8 +321,9 @@ def test_animate_frames_in_memory(models):
     r = lp.pipeline.animate_frames(models, src, drv, chunk=2)
     assert r.n_frames == 3 and r.crops.shape == (3, 128, 128, 3)
     assert r.frames.shape == (3, 512, 512, 3) and r.frames.dtype == np.uint8
-    no_paste = lp.pipeline.animate_frames(models, src, drv, AnimateOptions(flag_pasteback=False),
-                                          chunk=2)
+    no_paste = lp.pipeline.animate_frames(
+        models, src, drv, AnimateOptions(flag_pasteback=False), chunk=2
+    )
     assert no_paste.frames.shape == (3, 512, 512, 3)
     np.testing.assert_array_equal(no_paste.crops, r.crops)
     with pytest.raises(InputError, match='uint8'):

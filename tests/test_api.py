@@ -51,6 +51,7 @@ def test_bfloat16_close_to_float32(tiny_models, tiny_ref):
     """bf16 compute on the fixture weights: errors against fp32 stay small (README lists the
     full-size numbers). Keypoint math and sampling coordinates stay float32."""
     from conftest import TINY
+
     bf16 = lp.load_torch_models(TINY, 'tiny', dtype=jnp.bfloat16)
     img = np.moveaxis(tiny_ref['image'], 1, -1)
     f32_info, bf_info = tiny_models.get_kp_info(img), bf16.get_kp_info(img)

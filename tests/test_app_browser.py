@@ -22,9 +22,16 @@ from liveportrait_jax.io import VideoWriter, save_image  # noqa: E402
 from liveportrait_jax.pipeline.demo import astronaut, synth_driving_frames  # noqa: E402
 
 CHROMIUM = '/usr/bin/chromium'
-CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-                 '--disable-background-networking', '--disable-component-update',
-                 '--disable-sync']
+CHROMIUM_ARGS = [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+]
 SCREENSHOT_COPY = '/tmp/liveportrait_app_screenshot.png'
 WORK_TIMEOUT_MS = 300_000  # compiling the tiny networks on 2 CPU cores takes ~30 s a stage
 
@@ -56,15 +63,32 @@ def _free_port():
 
 # --- without a browser ----------------------------------------------------------------------------
 
+
 def test_build_app_human_and_animals(models, tmp_path):
     from liveportrait_jax.app import RANDOM_BANNER, build_app
+
     app = build_app(models, output_dir=str(tmp_path / 'h'), examples=False)
     ids = {getattr(b, 'elem_id', None) for b in app.blocks.values()}
-    for elem in ('lp-banner', 'lp-source-image', 'lp-source-video', 'lp-driving-video',
-                 'lp-driving-image', 'lp-driving-pickle', 'lp-animate-btn', 'lp-chunk',
-                 'lp-anim-video', 'lp-edit-image', 'lp-edit-btn', 'lp-slider-smile',
-                 'lp-slider-eyeball_direction_y', 'lp-eye-ratio', 'lp-lip-ratio',
-                 'lp-retarget-video', 'lp-retarget-btn', 'lp-video-chunk'):
+    for elem in (
+        'lp-banner',
+        'lp-source-image',
+        'lp-source-video',
+        'lp-driving-video',
+        'lp-driving-image',
+        'lp-driving-pickle',
+        'lp-animate-btn',
+        'lp-chunk',
+        'lp-anim-video',
+        'lp-edit-image',
+        'lp-edit-btn',
+        'lp-slider-smile',
+        'lp-slider-eyeball_direction_y',
+        'lp-eye-ratio',
+        'lp-lip-ratio',
+        'lp-retarget-video',
+        'lp-retarget-btn',
+        'lp-video-chunk',
+    ):
         assert elem in ids, elem
     assert 'RANDOM WEIGHTS' in RANDOM_BANNER
     animals = build_app(models, animals=True, output_dir=str(tmp_path / 'a'), examples=False)
@@ -75,25 +99,104 @@ def test_build_app_human_and_animals(models, tmp_path):
 
 def test_handlers_report_input_errors(models, media, tmp_path):
     from liveportrait_jax.app.handlers import AppHandlers, payload_path
+
     h = AppHandlers(models, str(tmp_path))
     with pytest.raises(gr.Error, match=r"'bad.png': not a readable image"):
         h.check_image({'path': media['bad']})
     no_progress = lambda *a, **k: None  # noqa: E731
     with pytest.raises(gr.Error, match='Please upload'):
-        h.animate(None, None, None, None, None, False, True, True, True, True, 'all',
-                  'expression-friendly', 1.0, False, 2.3, 0.0, -0.125, 2.2, 0.0, -0.1, 3e-7, 8,
-                  'Image', 'Video', progress=no_progress)
+        h.animate(
+            None,
+            None,
+            None,
+            None,
+            None,
+            False,
+            True,
+            True,
+            True,
+            True,
+            'all',
+            'expression-friendly',
+            1.0,
+            False,
+            2.3,
+            0.0,
+            -0.125,
+            2.2,
+            0.0,
+            -0.1,
+            3e-7,
+            8,
+            'Image',
+            'Video',
+            progress=no_progress,
+        )
     # The option values are checked against the AnimateOptions schema, naming the field.
     with pytest.raises(gr.Error, match=r'scale must be in \[1.0, 4.0\], got 9.0'):
-        h.animate(None, None, None, None, None, False, True, True, True, True, 'all',
-                  'expression-friendly', 1.0, False, 9, 0.0, -0.125, 2.2, 0.0, -0.1, 3e-7, 8,
-                  'Image', 'Video', progress=no_progress)
+        h.animate(
+            None,
+            None,
+            None,
+            None,
+            None,
+            False,
+            True,
+            True,
+            True,
+            True,
+            'all',
+            'expression-friendly',
+            1.0,
+            False,
+            9,
+            0.0,
+            -0.125,
+            2.2,
+            0.0,
+            -0.1,
+            3e-7,
+            8,
+            'Image',
+            'Video',
+            progress=no_progress,
+        )
     with pytest.raises(gr.Error, match='crop_box must be x0,y0,x1,y1'):
-        h.animate_animals(None, None, None, True, False, 1.0, False, False, '1,2,3', 2.2, 0.0,
-                          -0.1, 8, 'Pickle', progress=no_progress)
+        h.animate_animals(
+            None,
+            None,
+            None,
+            True,
+            False,
+            1.0,
+            False,
+            False,
+            '1,2,3',
+            2.2,
+            0.0,
+            -0.1,
+            8,
+            'Pickle',
+            progress=no_progress,
+        )
     with pytest.raises(gr.Error, match='Please upload'):
-        h.animate_animals(None, None, None, True, False, 1.0, False, False, ' 10, 20, 110, 140 ',
-                          2.2, 0.0, -0.1, 8, 'Pickle', progress=no_progress)
+        h.animate_animals(
+            None,
+            None,
+            None,
+            True,
+            False,
+            1.0,
+            False,
+            False,
+            ' 10, 20, 110, 140 ',
+            2.2,
+            0.0,
+            -0.1,
+            8,
+            'Pickle',
+            progress=no_progress,
+        )
     assert payload_path({'video': {'path': '/x/a.mp4'}, 'subtitles': None}) == '/x/a.mp4'
     assert payload_path({'path': '/x/b.png', 'url': 'http://h/b.png'}) == '/x/b.png'
     assert payload_path(None) is None
@@ -102,52 +205,89 @@ def test_handlers_report_input_errors(models, media, tmp_path):
 def test_option_controls_come_from_the_schema(models, tmp_path):
     from liveportrait_jax.app import build_app
     from liveportrait_jax.pipeline.options import SCHEMA
+
     app = build_app(models, output_dir=str(tmp_path), examples=False)
     controls = {}  # label -> the first control with it (the animation panel's)
     for block in app.blocks.values():
         if getattr(block, 'info', None):
             controls.setdefault(block.label, block)
-    for name in ('flag_do_crop', 'scale', 'vy_ratio', 'scale_crop_driving_video',
-                 'animation_region', 'driving_multiplier', 'driving_smooth_observation_variance'):
+    for name in (
+        'flag_do_crop',
+        'scale',
+        'vy_ratio',
+        'scale_crop_driving_video',
+        'animation_region',
+        'driving_multiplier',
+        'driving_smooth_observation_variance',
+    ):
         field = SCHEMA[name]
         control = controls[name.removeprefix('flag_').replace('_', ' ')]
         assert control.info == field.metadata['help'] and control.value == field.default, name
         if field.metadata['min'] is not None:
             assert (control.minimum, control.maximum, control.step) == tuple(
-                field.metadata[k] for k in ('min', 'max', 'step')), name
-    assert controls['animation region'].choices == [(c, c) for c in SCHEMA[
-        'animation_region'].metadata['choices']]
+                field.metadata[k] for k in ('min', 'max', 'step')
+            ), name
+    assert controls['animation region'].choices == [
+        (c, c) for c in SCHEMA['animation_region'].metadata['choices']
+    ]
 
 
 def test_load_app_models_falls_back_to_random(tmp_path):
     from liveportrait_jax.app import load_app_models
+
     m = load_app_models(str(tmp_path / 'no_weights_here'), config='tiny')
     assert m.random_weights
 
 
 def test_cli_app_arguments():
     import argparse
+
     from liveportrait_jax.cli import app as cli_app
+
     parser = argparse.ArgumentParser()
     cli_app.add_parser(parser.add_subparsers(dest='command'))
     args = parser.parse_args(['app'])
     assert (args.host, args.port, args.weights, args.config, args.animals) == (
-        '127.0.0.1', 7860, 'weights', 'tiny', False)
-    args = parser.parse_args(['app', '--animals', '--weights', 'w', '--host', '0.0.0.0',
-                              '--port', '8000', '--config', 'full'])
+        '127.0.0.1',
+        7860,
+        'weights',
+        'tiny',
+        False,
+    )
+    args = parser.parse_args(
+        [
+            'app',
+            '--animals',
+            '--weights',
+            'w',
+            '--host',
+            '0.0.0.0',
+            '--port',
+            '8000',
+            '--config',
+            'full',
+        ]
+    )
     assert (args.animals, args.weights, args.host, args.port, args.config) == (
-        True, 'w', '0.0.0.0', 8000, 'full')
+        True,
+        'w',
+        '0.0.0.0',
+        8000,
+        'full',
+    )
     assert args.func is cli_app.run
 
 
 # --- in Chromium ----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope='module')
 def browser():
     if not os.path.exists(CHROMIUM):
         pytest.skip(f'{CHROMIUM} not found (Debian: apt-get install chromium)')
-    sync_api = pytest.importorskip('playwright.sync_api',
-                                   reason='playwright is not installed (pip install playwright)')
+    sync_api = pytest.importorskip(
+        'playwright.sync_api', reason='playwright is not installed (pip install playwright)'
+    )
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
@@ -159,6 +299,7 @@ def browser():
 @pytest.fixture(scope='module')
 def served(models, tmp_path_factory):
     from liveportrait_jax.app import build_app, launch_app
+
     out = tmp_path_factory.mktemp('app_out')
     app = build_app(models, output_dir=str(out), examples=False)
     _, url = launch_app(app, host='127.0.0.1', port=_free_port(), block=False, quiet=True)
@@ -169,13 +310,17 @@ def served(models, tmp_path_factory):
 
 
 def _video_duration_js(elem_id):
-    return (f"() => {{ const v = document.querySelector('#{elem_id} video');"
-            f" return v !== null && v.duration > 0; }}")
+    return (
+        f"() => {{ const v = document.querySelector('#{elem_id} video');"
+        f' return v !== null && v.duration > 0; }}'
+    )
 
 
 def _image_loaded_js(elem_id):
-    return (f"() => {{ const i = document.querySelector('#{elem_id} img');"
-            f" return i !== null && i.complete && i.naturalWidth > 0; }}")
+    return (
+        f"() => {{ const i = document.querySelector('#{elem_id} img');"
+        f' return i !== null && i.complete && i.naturalWidth > 0; }}'
+    )
 
 
 def _set_number(page, elem_id, value):
@@ -227,7 +372,8 @@ def test_app_in_chromium(browser, served, media, tmp_path):
     # the eye/lip sliders start at the portrait's own ratios once it is analysed
     page.wait_for_function(
         "() => Number(document.querySelector('#lp-eye-ratio input[type=number]').value) > 0",
-        timeout=WORK_TIMEOUT_MS)
+        timeout=WORK_TIMEOUT_MS,
+    )
     _set_number(page, 'lp-slider-smile', 0.5)
     t = time.perf_counter()
     page.locator('#lp-edit-btn').click()
@@ -236,8 +382,9 @@ def test_app_in_chromium(browser, served, media, tmp_path):
     print(f'editing: {time.perf_counter() - t:.1f} s')
 
     # settle: no progress bar left anywhere, then let the images' fade-in finish
-    page.wait_for_function("() => document.querySelectorAll('.eta-bar').length === 0",
-                           timeout=WORK_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => document.querySelectorAll('.eta-bar').length === 0", timeout=WORK_TIMEOUT_MS
+    )
     page.wait_for_timeout(1500)
     shot = tmp_path / 'app.png'
     page.screenshot(path=str(shot), full_page=True)

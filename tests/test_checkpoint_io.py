@@ -7,10 +7,14 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from conftest import TINY
+
 from liveportrait_jax.weights import (
-    CheckpointError, CheckpointMismatchError, UnsafeCheckpointError, load_torch_checkpoint)
+    CheckpointError,
+    CheckpointMismatchError,
+    UnsafeCheckpointError,
+    load_torch_checkpoint,
+)
 from liveportrait_jax.weights.checkpoint import load_torch_networks
 from liveportrait_jax.weights.torch_writer import _Emitter, save_torch_checkpoint
 
@@ -52,7 +56,7 @@ def test_hostile_raw_pickle_is_not_unpickled(tmp_path):
 def test_truncated_archive(tmp_path):
     data = (TINY / 'appearance_feature_extractor.pth').read_bytes()
     path = tmp_path / 'appearance_feature_extractor.pth'
-    path.write_bytes(data[:len(data) // 2])
+    path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError) as e:
         load_torch_checkpoint(path)
     assert str(path) in str(e.value)
@@ -64,9 +68,13 @@ def test_missing_file(tmp_path):
 
 
 def test_writer_round_trip(tmp_path):
-    tree = {'a': {'module.mlp.0.weight': np.arange(12, dtype=np.float32).reshape(3, 4),
-                  'n': np.array(7, np.int64)},
-            'b': {'x': np.ones((2, 1, 3), np.float16)}}
+    tree = {
+        'a': {
+            'module.mlp.0.weight': np.arange(12, dtype=np.float32).reshape(3, 4),
+            'n': np.array(7, np.int64),
+        },
+        'b': {'x': np.ones((2, 1, 3), np.float16)},
+    }
     path = save_torch_checkpoint(tmp_path / 'w.pth', tree)
     back = load_torch_checkpoint(path)
     assert back.keys() == tree.keys()
@@ -131,20 +139,35 @@ def _load_measuring_peak(path):
         tracemalloc.stop()
 
 
-@pytest.mark.parametrize('size, stride, offset, expected', [
-    ((1 << 40,), (1,), 0,
-     "tensor 'a.weight' needs 4.4e+12 bytes but its storage 'archive/data/0' holds 16"),
-    ((1 << 40,), (0,), 0, ("tensor 'a.weight' has zero or overlapping strides (0,) that would "
-                           "expand its storage 'archive/data/0' of 16 bytes into 4.4e+12 bytes")),
-    ((4,), (1,), 1 << 40, "tensor 'a.weight' needs 4.4e+12 bytes"),
-    ((2, 1 << 40), (1 << 40, 1), 0, "tensor 'a.weight' needs 8.8e+12 bytes"),
-    ((-1,), (1,), 0, "tensor 'a.weight' has a negative size, stride or offset"),
-    ((4,), (-1,), 3, "tensor 'a.weight' has a negative size, stride or offset"),
-    ((1,) * 100, (1,) * 100, 0, "tensor 'a.weight' has 100 dimensions (at most 32"),
-    ((4, 1), (1,), 0, "tensor 'a.weight' has 2 sizes but 1 strides"),
-])
+@pytest.mark.parametrize(
+    'size, stride, offset, expected',
+    [
+        (
+            (1 << 40,),
+            (1,),
+            0,
+            "tensor 'a.weight' needs 4.4e+12 bytes but its storage 'archive/data/0' holds 16",
+        ),
+        (
+            (1 << 40,),
+            (0,),
+            0,
+            (
+                "tensor 'a.weight' has zero or overlapping strides (0,) that would "
+                "expand its storage 'archive/data/0' of 16 bytes into 4.4e+12 bytes"
+            ),
+        ),
+        ((4,), (1,), 1 << 40, "tensor 'a.weight' needs 4.4e+12 bytes"),
+        ((2, 1 << 40), (1 << 40, 1), 0, "tensor 'a.weight' needs 8.8e+12 bytes"),
+        ((-1,), (1,), 0, "tensor 'a.weight' has a negative size, stride or offset"),
+        ((4,), (-1,), 3, "tensor 'a.weight' has a negative size, stride or offset"),
+        ((1,) * 100, (1,) * 100, 0, "tensor 'a.weight' has 100 dimensions (at most 32"),
+        ((4, 1), (1,), 0, "tensor 'a.weight' has 2 sizes but 1 strides"),
+    ],
+)
 def test_tensor_larger_than_its_storage_is_refused_without_allocating(
-        tmp_path, size, stride, offset, expected):
+    tmp_path, size, stride, offset, expected
+):
     path = _one_tensor_pth(tmp_path / 'x.pth', size, stride, offset)
     msg, peak = _load_measuring_peak(path)
     assert msg.startswith(f'{path}: ') and expected in msg and '\n' not in msg
@@ -154,8 +177,10 @@ def test_tensor_larger_than_its_storage_is_refused_without_allocating(
 def test_storage_count_must_match_its_record(tmp_path):
     path = _one_tensor_pth(tmp_path / 'x.pth', (1 << 40,), (1,), numel=1 << 40)
     msg, peak = _load_measuring_peak(path)
-    assert msg == (f"{path}: storage 'archive/data/0' declares 1099511627776 float32 elements "
-                   '(4.4e+12 bytes) but its record holds 16 bytes')
+    assert msg == (
+        f"{path}: storage 'archive/data/0' declares 1099511627776 float32 elements "
+        '(4.4e+12 bytes) but its record holds 16 bytes'
+    )
     assert peak < 1 << 20
 
 
@@ -186,14 +211,16 @@ def test_pickle_may_not_set_state_outside_state_dicts(tmp_path):
 
 def _tiny_files(tmp_path, mutate=None):
     """The tiny checkpoints, rewritten with the project's writer after `mutate(F state dict)`."""
-    files = {n: TINY / f'{n}.pth' for n in ('motion_extractor', 'warping_module',
-                                            'spade_generator')}
+    files = {
+        n: TINY / f'{n}.pth' for n in ('motion_extractor', 'warping_module', 'spade_generator')
+    }
     files['stitching_retargeting_module'] = TINY / 'stitching_retargeting_module.pth'
     sd = load_torch_checkpoint(TINY / 'appearance_feature_extractor.pth')
     if mutate:
         mutate(sd)
     files['appearance_feature_extractor'] = save_torch_checkpoint(
-        tmp_path / 'appearance_feature_extractor.pth', sd)
+        tmp_path / 'appearance_feature_extractor.pth', sd
+    )
     return files
 
 
@@ -232,5 +259,8 @@ def test_tiny_checkpoints_do_not_fit_the_full_config():
 
 def test_ddp_prefix_is_stripped():
     from liveportrait_jax.weights.strict import strip_ddp_prefix
+
     assert strip_ddp_prefix({'module.mlp.0.weight': 1, 'mlp.2.bias': 2}) == {
-        'mlp.0.weight': 1, 'mlp.2.bias': 2}
+        'mlp.0.weight': 1,
+        'mlp.2.bias': 2,
+    }

@@ -23,7 +23,9 @@ def test_every_subcommand_is_there_and_every_flag_is_described():
         for action in sub._actions:
             if isinstance(action, argparse._HelpAction):
                 continue
-            assert action.help and action.help.strip(), f'{name} {action.option_strings or action.dest}'
+            assert action.help and action.help.strip(), (
+                f'{name} {action.option_strings or action.dest}'
+            )
 
 
 def test_animate_has_one_gif_flag_and_says_what_max_frames_limits():
@@ -33,9 +35,11 @@ def test_animate_has_one_gif_flag_and_says_what_max_frames_limits():
 
 
 def test_import_needs_neither_mediapipe_nor_opencv():
-    code = ('import sys, liveportrait_jax, liveportrait_jax.api, liveportrait_jax.models.core, '
-            'liveportrait_jax.weights.checkpoint; '
-            "bad = [m for m in ('mediapipe', 'cv2') if m in sys.modules]; print(bad)")
+    code = (
+        'import sys, liveportrait_jax, liveportrait_jax.api, liveportrait_jax.models.core, '
+        'liveportrait_jax.weights.checkpoint; '
+        "bad = [m for m in ('mediapipe', 'cv2') if m in sys.modules]; print(bad)"
+    )
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == '[]', out.stdout
 
@@ -43,6 +47,7 @@ def test_import_needs_neither_mediapipe_nor_opencv():
 def test_weights_or_demo_policy(tmp_path, caplog):
     import liveportrait_jax as lp
     from liveportrait_jax.weights.errors import CheckpointError
+
     missing = tmp_path / 'no_weights'
     with pytest.raises(CheckpointError, match='liveportrait-jax convert'):
         lp.load_models_or_demo(missing)
@@ -56,4 +61,5 @@ def test_weights_or_demo_policy(tmp_path, caplog):
 
 def test_the_label_is_empty_for_real_weights(tiny_models):
     import liveportrait_jax as lp
+
     assert not tiny_models.random_weights and lp.output_label(tiny_models) == ''

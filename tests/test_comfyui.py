@@ -7,7 +7,12 @@ import pytest
 import liveportrait_jax as lp
 from liveportrait_jax.integrations.comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from liveportrait_jax.integrations.comfyui.nodes import (
-    LivePortraitLoader, LivePortraitPipe, LivePortraitProcess, models_on_device, resolve_device)
+    LivePortraitLoader,
+    LivePortraitPipe,
+    LivePortraitProcess,
+    models_on_device,
+    resolve_device,
+)
 from liveportrait_jax.pipeline.demo import astronaut, synth_driving_frames
 from liveportrait_jax.weights.errors import CheckpointError
 
@@ -19,8 +24,13 @@ def pipe(tmp_path_factory):
     """The loader in demo mode on a folder without weights: tiny random models (shared, so that the
     jitted functions compile once for the whole module)."""
     missing = tmp_path_factory.mktemp('comfy') / 'no_weights_here'
-    (p,) = LivePortraitLoader().load(weights_dir=str(missing), variant='human', dtype='float32',
-                                     random_weights_if_missing=True, demo_config='tiny')
+    (p,) = LivePortraitLoader().load(
+        weights_dir=str(missing),
+        variant='human',
+        dtype='float32',
+        random_weights_if_missing=True,
+        demo_config='tiny',
+    )
     return p
 
 
@@ -79,9 +89,21 @@ def test_process_contract():
     spec = LivePortraitProcess.INPUT_TYPES()
     req = spec['required']
     assert list(req) == [
-        'pipeline', 'source_image', 'driving_images', 'dsize', 'scale', 'vx_ratio', 'vy_ratio',
-        'lip_zero', 'eye_retargeting', 'eyes_retargeting_multiplier', 'lip_retargeting',
-        'lip_retargeting_multiplier', 'stitching', 'relative']
+        'pipeline',
+        'source_image',
+        'driving_images',
+        'dsize',
+        'scale',
+        'vx_ratio',
+        'vy_ratio',
+        'lip_zero',
+        'eye_retargeting',
+        'eyes_retargeting_multiplier',
+        'lip_retargeting',
+        'lip_retargeting_multiplier',
+        'stitching',
+        'relative',
+    ]
     assert req['pipeline'] == ('LIVEPORTRAITPIPE',)
     assert req['source_image'] == ('IMAGE',)
     assert req['driving_images'] == ('IMAGE',)
@@ -99,8 +121,13 @@ def test_process_contract():
         assert conf['default'] == default and type(conf['default']) is type(default), name
         assert (conf['min'], conf['max']) == (lo, hi), name
         assert lo <= default <= hi
-    booleans = {'lip_zero': True, 'eye_retargeting': False, 'lip_retargeting': False,
-                'stitching': True, 'relative': True}
+    booleans = {
+        'lip_zero': True,
+        'eye_retargeting': False,
+        'lip_retargeting': False,
+        'stitching': True,
+        'relative': True,
+    }
     for name, default in booleans.items():
         t, conf = req[name]
         assert t == 'BOOLEAN' and conf['default'] is default, name
@@ -112,6 +139,7 @@ def test_process_contract():
     assert LivePortraitProcess.FUNCTION == 'process'
     # The widget defaults are the process method's defaults too.
     import inspect
+
     params = inspect.signature(LivePortraitProcess.process).parameters
     for name, value in req.items():
         if len(value) > 1:
@@ -120,20 +148,36 @@ def test_process_contract():
 
 # The seed ComfyUI LivePortrait node's option inputs and defaults, which this node keeps.
 SEED_NODE_DEFAULTS = dict(
-    dsize=512, scale=2.3, vx_ratio=0.0, vy_ratio=-0.125, lip_zero=True, eye_retargeting=False,
-    eyes_retargeting_multiplier=1.0, lip_retargeting=False, lip_retargeting_multiplier=1.0,
-    stitching=True, relative=True)
+    dsize=512,
+    scale=2.3,
+    vx_ratio=0.0,
+    vy_ratio=-0.125,
+    lip_zero=True,
+    eye_retargeting=False,
+    eyes_retargeting_multiplier=1.0,
+    lip_retargeting=False,
+    lip_retargeting_multiplier=1.0,
+    stitching=True,
+    relative=True,
+)
 
 
 def test_option_inputs_are_the_seed_nodes_generated_from_the_schema():
     from liveportrait_jax.integrations.comfyui.nodes import OPTION_FIELDS
     from liveportrait_jax.pipeline.options import SCHEMA
+
     req = LivePortraitProcess.INPUT_TYPES()['required']
     defaults = {name: spec[1]['default'] for name, spec in req.items() if len(spec) > 1}
     assert defaults == SEED_NODE_DEFAULTS
     assert all(type(defaults[k]) is type(v) for k, v in SEED_NODE_DEFAULTS.items())
-    steps = {'dsize': 1, 'scale': 0.01, 'vx_ratio': 0.001, 'vy_ratio': 0.001,
-             'eyes_retargeting_multiplier': 0.01, 'lip_retargeting_multiplier': 0.01}
+    steps = {
+        'dsize': 1,
+        'scale': 0.01,
+        'vx_ratio': 0.001,
+        'vy_ratio': 0.001,
+        'eyes_retargeting_multiplier': 0.01,
+        'lip_retargeting_multiplier': 0.01,
+    }
     assert {name: req[name][1]['step'] for name in steps} == steps
     for name, field in OPTION_FIELDS.items():  # tooltips and ranges: the AnimateOptions schema's
         kind, conf = req[name]
@@ -141,7 +185,10 @@ def test_option_inputs_are_the_seed_nodes_generated_from_the_schema():
         assert conf['tooltip'] == meta['help'], name
         if kind != 'BOOLEAN':
             assert (conf['min'], conf['max'], conf['step']) == (
-                meta['min'], meta['max'], meta['step']), name
+                meta['min'],
+                meta['max'],
+                meta['step'],
+            ), name
         if name != 'lip_zero':  # the node's one default of its own (the reference CLI: False)
             assert conf['default'] == SCHEMA[field].default, name
     assert SCHEMA['flag_normalize_lip'].default is False
@@ -187,8 +234,9 @@ def test_one_source(single):
 
 def test_batch_of_sources(pipe, source, driving, single):
     flipped = source[:, :, ::-1]
-    crops, full = LivePortraitProcess().process(pipe, np.concatenate([source, flipped]), driving,
-                                                device='CPU')
+    crops, full = LivePortraitProcess().process(
+        pipe, np.concatenate([source, flipped]), driving, device='CPU'
+    )
     check_images(crops, 2 * N_DRIVING, (512, 512))
     check_images(full, 2 * N_DRIVING, (512, 512))
     # Source after source, each animated with every driving frame.
@@ -200,12 +248,22 @@ def test_batch_of_sources(pipe, source, driving, single):
 def test_sizes_and_options(pipe, source, driving):
     """dsize sets the crop size; sources of different sizes (a list) give full images at the first
     source's size; uint8 inputs and the retargeting options are accepted."""
-    small = (np.asarray(
-        __import__('cv2').resize(astronaut(), (320, 400)), np.float32) / 255.0)
+    small = np.asarray(__import__('cv2').resize(astronaut(), (320, 400)), np.float32) / 255.0
     crops, full = LivePortraitProcess().process(
-        pipe, [source[0], small], (driving * 255).astype(np.uint8), dsize=256, scale=2.0,
-        vy_ratio=-0.1, lip_zero=False, eye_retargeting=True, eyes_retargeting_multiplier=2.0,
-        lip_retargeting=True, lip_retargeting_multiplier=0.5, stitching=False, relative=False)
+        pipe,
+        [source[0], small],
+        (driving * 255).astype(np.uint8),
+        dsize=256,
+        scale=2.0,
+        vy_ratio=-0.1,
+        lip_zero=False,
+        eye_retargeting=True,
+        eyes_retargeting_multiplier=2.0,
+        lip_retargeting=True,
+        lip_retargeting_multiplier=0.5,
+        stitching=False,
+        relative=False,
+    )
     check_images(crops, 2 * N_DRIVING, (256, 256))
     check_images(full, 2 * N_DRIVING, (512, 512))
 
@@ -250,8 +308,9 @@ def test_devices(pipe):
 
 def test_torch_tensors(pipe, source, driving, single):
     torch = pytest.importorskip('torch')
-    crops, full = LivePortraitProcess().process(pipe, torch.from_numpy(source),
-                                                torch.from_numpy(driving))
+    crops, full = LivePortraitProcess().process(
+        pipe, torch.from_numpy(source), torch.from_numpy(driving)
+    )
     assert isinstance(crops, torch.Tensor) and isinstance(full, torch.Tensor)
     assert crops.dtype == torch.float32 and full.dtype == torch.float32
     assert tuple(crops.shape) == (N_DRIVING, 512, 512, 3)
@@ -289,8 +348,9 @@ def test_torch_conversion_without_torch(pipe, source, driving, single, monkeypat
     fake.Tensor = Tensor
     fake.from_numpy = Tensor
     monkeypatch.setitem(sys.modules, 'torch', fake)
-    crops, full = LivePortraitProcess().process(pipe, Tensor(source.astype(np.float16)),
-                                                Tensor(driving))
+    crops, full = LivePortraitProcess().process(
+        pipe, Tensor(source.astype(np.float16)), Tensor(driving)
+    )
     assert isinstance(crops, Tensor) and isinstance(full, Tensor)
     assert crops.array.dtype == np.float32 and full.array.shape == (N_DRIVING, 512, 512, 3)
     # float16 input: the same uint8 pixels up to rounding, so (nearly) the same animation.

@@ -4,9 +4,9 @@ import json
 import os
 
 import pytest
+from conftest import TINY, released_layout
 
 import liveportrait_jax as lp
-from conftest import TINY, released_layout
 from liveportrait_jax.cli import main
 from liveportrait_jax.weights.convert import convert
 from liveportrait_jax.weights.errors import CheckpointError
@@ -22,12 +22,18 @@ def test_released_layout_with_animals(tmp_path):
         os.symlink(os.readlink(f), animals / f.name)
     results = convert(src, tmp_path / 'out', **QUIET)
     assert {(r.variant, r.status, r.config) for r in results} == {
-        ('human', 'converted', 'tiny'), ('animals', 'converted', 'tiny')}
+        ('human', 'converted', 'tiny'),
+        ('animals', 'converted', 'tiny'),
+    }
     meta = json.loads((tmp_path / 'out' / 'animals' / 'metadata.json').read_text())
     assert meta['variant'] == 'animals' and meta['config'] == 'tiny'
-    assert set(meta['sources']) == {'appearance_feature_extractor', 'motion_extractor',
-                                    'warping_module', 'spade_generator',
-                                    'stitching_retargeting_module'}
+    assert set(meta['sources']) == {
+        'appearance_feature_extractor',
+        'motion_extractor',
+        'warping_module',
+        'spade_generator',
+        'stitching_retargeting_module',
+    }
     models = lp.load_models(tmp_path / 'out', variant='animals')
     assert not models.random_weights and models.config.name == 'tiny'
 
@@ -91,6 +97,7 @@ def test_load_models_without_weights_says_how_to_get_them(tmp_path):
 
 def test_corrupt_metadata(tmp_path, tiny_converted):
     import shutil
+
     bad = tmp_path / 'set'
     shutil.copytree(tiny_converted / 'human', bad)
     (bad / 'metadata.json').write_text('{not json')

@@ -16,20 +16,34 @@ from liveportrait_jax.pipeline.demo import astronaut, synth_driving_frames
 
 # slider -> (value, {(keypoint, axis): expected change of exp[keypoint, axis]})
 REFERENCE_EDITS = {
-    'smile': (1.0, {(20, 1): -0.01, (14, 1): -0.02, (17, 1): 0.0065, (17, 2): 0.003,
-                    (13, 1): -0.00275, (16, 1): -0.00275, (3, 1): -0.0035, (7, 1): -0.0035}),
-    'wink': (10.0, {(11, 1): 0.01, (13, 1): -0.003, (17, 0): 0.003, (17, 1): 0.003,
-                    (3, 1): -0.003}),
+    'smile': (
+        1.0,
+        {
+            (20, 1): -0.01,
+            (14, 1): -0.02,
+            (17, 1): 0.0065,
+            (17, 2): 0.003,
+            (13, 1): -0.00275,
+            (16, 1): -0.00275,
+            (3, 1): -0.0035,
+            (7, 1): -0.0035,
+        },
+    ),
+    'wink': (
+        10.0,
+        {(11, 1): 0.01, (13, 1): -0.003, (17, 0): 0.003, (17, 1): 0.003, (3, 1): -0.003},
+    ),
     'eyebrow': (10.0, {(1, 1): 0.01, (2, 1): -0.01}),
     'eyebrow-': (-10.0, {(1, 0): 0.01, (2, 0): -0.01, (1, 1): -0.003, (2, 1): 0.003}),
     'eyeball_direction_x': (10.0, {(11, 0): 0.007, (15, 0): 0.01}),
     'eyeball_direction_x-': (-10.0, {(11, 0): -0.01, (15, 0): -0.007}),
     # gaze -0.001 * v, plus the lids: blink = -v / 2 times (-0.001, 0.0003, -0.001, 0.0003)
-    'eyeball_direction_y': (10.0, {(11, 1): -0.01 + 0.005, (15, 1): -0.01 + 0.005,
-                                   (13, 1): -0.0015, (16, 1): -0.0015}),
+    'eyeball_direction_y': (
+        10.0,
+        {(11, 1): -0.01 + 0.005, (15, 1): -0.01 + 0.005, (13, 1): -0.0015, (16, 1): -0.0015},
+    ),
     'lip_variation_zero': (0.05, {(19, 0): 0.05}),
-    'lip_variation_one': (10.0, {(14, 1): 0.01, (3, 1): -0.005, (7, 1): -0.005,
-                                 (17, 2): -0.005}),
+    'lip_variation_one': (10.0, {(14, 1): 0.01, (3, 1): -0.005, (7, 1): -0.005, (17, 2): -0.005}),
     'lip_variation_two': (10.0, {(20, 2): -0.01, (20, 1): -0.01, (14, 1): -0.01}),
     'lip_variation_three': (100.0, {(19, 1): 0.1, (19, 2): 0.01, (17, 1): -0.01}),
     'mov_x': (0.1, {(5, 0): -0.1}),
@@ -39,13 +53,15 @@ REFERENCE_EDITS = {
 
 def _info(seed=0, b=1):
     rng = np.random.default_rng(seed)
-    return {'pitch': rng.uniform(-10, 10, (b, 1)).astype(np.float32),
-            'yaw': rng.uniform(-10, 10, (b, 1)).astype(np.float32),
-            'roll': rng.uniform(-10, 10, (b, 1)).astype(np.float32),
-            'kp': rng.normal(size=(b, 21, 3)).astype(np.float32) * 0.3,
-            'exp': rng.normal(size=(b, 21, 3)).astype(np.float32) * 0.02,
-            't': rng.normal(size=(b, 3)).astype(np.float32) * 0.05,
-            'scale': rng.uniform(1.2, 1.8, (b, 1)).astype(np.float32)}
+    return {
+        'pitch': rng.uniform(-10, 10, (b, 1)).astype(np.float32),
+        'yaw': rng.uniform(-10, 10, (b, 1)).astype(np.float32),
+        'roll': rng.uniform(-10, 10, (b, 1)).astype(np.float32),
+        'kp': rng.normal(size=(b, 21, 3)).astype(np.float32) * 0.3,
+        'exp': rng.normal(size=(b, 21, 3)).astype(np.float32) * 0.02,
+        't': rng.normal(size=(b, 3)).astype(np.float32) * 0.05,
+        'scale': rng.uniform(1.2, 1.8, (b, 1)).astype(np.float32),
+    }
 
 
 def test_neutral_sliders_give_the_source_keypoints():
@@ -56,8 +72,9 @@ def test_neutral_sliders_give_the_source_keypoints():
     np.testing.assert_array_equal(ed.edit_keypoints(info, zeros), x_s)
     # keep_tz: the reference's literal sum (+ t_z on every keypoint)
     got = ed.edit_keypoints(info, ed.EditSliders(), keep_tz=True)
-    np.testing.assert_allclose(got[..., 2] - x_s[..., 2],
-                               np.broadcast_to(info['t'][:, 2:], (1, 21)), atol=1e-7)
+    np.testing.assert_allclose(
+        got[..., 2] - x_s[..., 2], np.broadcast_to(info['t'][:, 2:], (1, 21)), atol=1e-7
+    )
 
 
 @pytest.mark.parametrize('case', sorted(REFERENCE_EDITS))
@@ -102,6 +119,7 @@ def test_slider_validation():
 
 # --- on the tiny random models --------------------------------------------------------------------
 
+
 @pytest.fixture(scope='module')
 def prepared(models):
     return ed.prepare_portrait(models, astronaut(), name='astronaut.png')
@@ -128,13 +146,18 @@ def test_neutral_edit_is_the_unedited_reconstruction(models, prepared):
     want = (np.clip(out, 0, 1) * 255).astype(np.uint8)
     if want.shape[0] != 512:
         import cv2
+
         want = cv2.resize(want, (512, 512))
     assert np.abs(res.crop.astype(int) - want.astype(int)).max() <= 1
     assert res.crop.shape == (512, 512, 3) and res.crop.dtype == np.uint8
     assert res.pasted.shape == prepared.image.shape and res.pasted.dtype == np.uint8
     # the ratio sliders at the source's own values change nothing either
-    same = ed.render_edit(models, prepared, ed.EditSliders(
-        eye_ratio=prepared.source_eye_open, lip_ratio=prepared.source_lip_open), label='')
+    same = ed.render_edit(
+        models,
+        prepared,
+        ed.EditSliders(eye_ratio=prepared.source_eye_open, lip_ratio=prepared.source_lip_open),
+        label='',
+    )
     np.testing.assert_array_equal(same.x_d, res.x_d)
 
 
@@ -153,22 +176,25 @@ def test_edit_portrait_defaults_equal_explicit_zeros(models):
 
 def test_eye_and_lip_targets_use_the_retargeting_networks(models, prepared):
     x_s = prepared.x_s
-    res = ed.render_edit(models, prepared, ed.EditSliders(eye_ratio=0.05), stitching=False,
-                         label='')
+    res = ed.render_edit(
+        models, prepared, ed.EditSliders(eye_ratio=0.05), stitching=False, label=''
+    )
     ratio = np.array([[prepared.eye_ratio[0, 0], prepared.eye_ratio[0, 1], 0.05]], np.float32)
-    np.testing.assert_allclose(res.x_d - x_s, np.asarray(models.retarget_eye(x_s, ratio)),
-                               atol=1e-6)
-    res = ed.render_edit(models, prepared, ed.EditSliders(lip_ratio=0.6), stitching=False,
-                         label='')
+    np.testing.assert_allclose(
+        res.x_d - x_s, np.asarray(models.retarget_eye(x_s, ratio)), atol=1e-6
+    )
+    res = ed.render_edit(models, prepared, ed.EditSliders(lip_ratio=0.6), stitching=False, label='')
     ratio = np.array([[prepared.lip_ratio[0, 0], 0.6]], np.float32)
-    np.testing.assert_allclose(res.x_d - x_s, np.asarray(models.retarget_lip(x_s, ratio)),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        res.x_d - x_s, np.asarray(models.retarget_lip(x_s, ratio)), atol=1e-6
+    )
     # with stitching: S applied to the retargeted keypoints
     both = ed.EditSliders(eye_ratio=0.05, lip_ratio=0.6, smile=0.5)
     plain = ed.render_edit(models, prepared, both, stitching=False, label='')
     stitched = ed.render_edit(models, prepared, both, label='')
-    np.testing.assert_allclose(stitched.x_d, np.asarray(models.stitching(x_s, plain.x_d)),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        stitched.x_d, np.asarray(models.stitching(x_s, plain.x_d)), atol=1e-6
+    )
 
 
 def test_edit_without_crop(models):
@@ -183,6 +209,7 @@ def test_no_face_names_the_file(models):
 
 
 # --- video lip retargeting ------------------------------------------------------------------------
+
 
 @pytest.fixture(scope='module')
 def clip():
@@ -201,13 +228,15 @@ def test_video_lip_retargeting(models, clip):
 def test_video_lip_keypoints(models, clip):
     crops = np.stack([ed.prepare_portrait(models, f, scale=2.3).crop_256 for f in clip])
     info = {k: np.asarray(v) for k, v in models.get_kp_info(crops / 255.0).items()}
-    motion = dict(info, R=np.asarray(lp.get_rotation_matrix(info['pitch'], info['yaw'],
-                                                             info['roll'])))
+    motion = dict(
+        info, R=np.asarray(lp.get_rotation_matrix(info['pitch'], info['yaw'], info['roll']))
+    )
     x_s = np.asarray(lp.transform_keypoints(info))
     src_lip = np.array([[0.1], [0.2], [0.05], [0.3]], np.float32)
     # huge observation variance = strong smoothing; tiny = none
-    raw = ed.video_lip_keypoints(models, motion, x_s, lip_ratio=0.4, src_lip=src_lip,
-                                 smooth_observation_variance=1e-12)
+    raw = ed.video_lip_keypoints(
+        models, motion, x_s, lip_ratio=0.4, src_lip=src_lip, smooth_observation_variance=1e-12
+    )
     ratio = np.concatenate([src_lip, np.full((4, 1), 0.4, np.float32)], axis=1)
     np.testing.assert_allclose(raw - x_s, np.asarray(models.retarget_lip(x_s, ratio)), atol=1e-5)
     # silence with a lip array: every non-eye expression is the lip array, the eyes are kept
@@ -217,8 +246,9 @@ def test_video_lip_keypoints(models, clip):
     np.testing.assert_allclose(x_d[:, eyes], x_s[:, eyes], atol=1e-5)
     others = [k for k in range(21) if k not in eyes]
     exp0 = dict(info, exp=np.zeros_like(info['exp']))
-    np.testing.assert_allclose(x_d[:, others],
-                               np.asarray(lp.transform_keypoints(exp0))[:, others], atol=1e-5)
+    np.testing.assert_allclose(
+        x_d[:, others], np.asarray(lp.transform_keypoints(exp0))[:, others], atol=1e-5
+    )
     with pytest.raises(ValueError, match='target'):
         ed.video_lip_keypoints(models, motion, x_s, src_lip=src_lip)
 

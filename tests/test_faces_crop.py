@@ -7,11 +7,12 @@ from liveportrait_jax.faces import crop as C
 from liveportrait_jax.faces.landmarks import detect_face
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def astro():
     from skimage import data
+
     img = data.astronaut()
-    return img, detect_face(img, source_name="astronaut.png").landmarks
+    return img, detect_face(img, source_name='astronaut.png').landmarks
 
 
 def test_source_crop_shapes_and_inverse(astro):
@@ -27,7 +28,7 @@ def test_source_crop_shapes_and_inverse(astro):
     assert np.abs(back - lm).max() < 1e-3
     assert np.allclose(r.landmarks_256, r.landmarks / 2, atol=1e-4)
     # The crop really is the warp of the original: a landmark's colour survives the round trip.
-    p = np.round(r.landmarks[1]).astype(int)           # nose tip, in crop pixels
+    p = np.round(r.landmarks[1]).astype(int)  # nose tip, in crop pixels
     q = np.round(lm[1]).astype(int)
     assert np.abs(r.image[p[1], p[0]].astype(int) - img[q[1], q[0]].astype(int)).max() < 40
 
@@ -54,8 +55,9 @@ def test_source_crop_geometry(astro):
 
 def test_rotated_input_gives_the_same_crop(astro):
     import cv2
+
     img, lm = astro
-    R = cv2.getRotationMatrix2D((256, 256), 20, 1.0)       # 20 degrees counter-clockwise
+    R = cv2.getRotationMatrix2D((256, 256), 20, 1.0)  # 20 degrees counter-clockwise
     rot = cv2.warpAffine(img, R, (512, 512))
     lm_rot = C.transform_points(lm, R)
     a = C.crop_source_image(img, lm)
@@ -83,16 +85,20 @@ def test_crop_by_box_and_expand(astro):
 
 def _jittered_sequence(lm, n=40, sigma=2.0, seed=0):
     rng = np.random.default_rng(seed)
-    return np.stack([lm + rng.normal(0, sigma, size=(1, 2)) + rng.normal(0, 0.5, size=lm.shape)
-                     for _ in range(n)]).astype(np.float32)
+    return np.stack(
+        [
+            lm + rng.normal(0, sigma, size=(1, 2)) + rng.normal(0, 0.5, size=lm.shape)
+            for _ in range(n)
+        ]
+    ).astype(np.float32)
 
 
 def test_driving_crops_smoothing(astro):
     img, lm = astro
     seq = _jittered_sequence(lm)
     frames = [img] * len(seq)
-    raw = C.crop_driving_frames(frames, seq, smoothing="none")
-    glob = C.crop_driving_frames(frames, seq)                 # reference: one mean box
+    raw = C.crop_driving_frames(frames, seq, smoothing='none')
+    glob = C.crop_driving_frames(frames, seq)  # reference: one mean box
     avg = C.crop_driving_frames(frames, seq, smoothing=5)
     T = len(seq)
     assert glob.images.shape == (T, 512, 512, 3) and glob.images_256.shape == (T, 256, 256, 3)
@@ -117,10 +123,10 @@ def test_driving_crops_smoothing(astro):
 
 def test_driving_crop_rejects_mismatch(astro):
     img, lm = astro
-    with pytest.raises(ValueError, match="2 frames but 3"):
+    with pytest.raises(ValueError, match='2 frames but 3'):
         C.crop_driving_frames([img, img], np.stack([lm] * 3))
-    with pytest.raises(ValueError, match="smoothing"):
-        C.smooth_boxes(np.zeros((3, 4)), "wobbly")
+    with pytest.raises(ValueError, match='smoothing'):
+        C.smooth_boxes(np.zeros((3, 4)), 'wobbly')
 
 
 def test_paste_back_mask_shape():
@@ -129,8 +135,8 @@ def test_paste_back_mask_shape():
     assert m[256, 256] == 1.0 and m[0, 0] == 0.0 and m[256, 0] < 0.05
     assert np.allclose(m, m[::-1]) and np.allclose(m, m.T)
     row = m[256, :256]
-    assert np.all(np.diff(row) >= 0)                     # rises monotonically towards the middle
-    assert 0.8 < (m > 0.999).mean() < 0.92               # keeps most of the crop
+    assert np.all(np.diff(row) >= 0)  # rises monotonically towards the middle
+    assert 0.8 < (m > 0.999).mean() < 0.92  # keeps most of the crop
 
 
 def test_paste_back_writes_only_inside_mask(astro):
@@ -163,27 +169,35 @@ def test_rescale_c2o(astro):
 
 # --- the crop defaults' one home and the AnimateOptions schema ----------------------------------
 
+
 def test_crop_defaults_have_one_home():
     import inspect
 
     from liveportrait_jax.pipeline.options import AnimateOptions
+
     d = AnimateOptions()
     src, drv = C.SOURCE_CROP, C.DRIVING_CROP
-    assert (d.dsize, d.scale, d.vx_ratio, d.vy_ratio, d.flag_do_rot) == (
-        src.dsize, src.scale, src.vx_ratio, src.vy_ratio, src.flag_do_rot) == (
-        512, 2.3, 0.0, -0.125, True)  # the reference's CLI defaults
-    assert (d.scale_crop_driving_video, d.vx_ratio_crop_driving_video,
-            d.vy_ratio_crop_driving_video) == (drv.scale, drv.vx_ratio, drv.vy_ratio) == (
-        2.2, 0.0, -0.1)
+    assert (
+        (d.dsize, d.scale, d.vx_ratio, d.vy_ratio, d.flag_do_rot)
+        == (src.dsize, src.scale, src.vx_ratio, src.vy_ratio, src.flag_do_rot)
+        == (512, 2.3, 0.0, -0.125, True)
+    )  # the reference's CLI defaults
+    assert (
+        (d.scale_crop_driving_video, d.vx_ratio_crop_driving_video, d.vy_ratio_crop_driving_video)
+        == (drv.scale, drv.vx_ratio, drv.vy_ratio)
+        == (2.2, 0.0, -0.1)
+    )
     for fn, settings, names in (
-            (C.crop_source_image, src, ('dsize', 'scale', 'vx_ratio', 'vy_ratio', 'flag_do_rot')),
-            (C.crop_driving_frames, drv, ('dsize', 'scale', 'vx_ratio', 'vy_ratio'))):
+        (C.crop_source_image, src, ('dsize', 'scale', 'vx_ratio', 'vy_ratio', 'flag_do_rot')),
+        (C.crop_driving_frames, drv, ('dsize', 'scale', 'vx_ratio', 'vy_ratio')),
+    ):
         params = inspect.signature(fn).parameters
         assert all(params[n].default == getattr(settings, n) for n in names), fn.__name__
 
 
 def test_every_option_has_help_and_is_checked():
     from liveportrait_jax.pipeline.options import SCHEMA, AnimateOptions
+
     assert set(SCHEMA) == {f.name for f in __import__('dataclasses').fields(AnimateOptions)}
     for name, field in SCHEMA.items():
         meta = field.metadata
@@ -211,14 +225,19 @@ def test_every_option_has_help_and_is_checked():
             AnimateOptions(crop_box=box)
     with pytest.raises(ValueError, match='driving_multiplier'):
         AnimateOptions().replace(driving_multiplier=-1.0)  # replace validates too
-    AnimateOptions(dsize=np.int64(256), scale=np.float32(2.0), flag_stitching=np.bool_(False),
-                   crop_box=(10, 20, 110, 140))
+    AnimateOptions(
+        dsize=np.int64(256),
+        scale=np.float32(2.0),
+        flag_stitching=np.bool_(False),
+        crop_box=(10, 20, 110, 140),
+    )
 
 
 def test_cli_flags_from_the_schema():
     import argparse
 
     from liveportrait_jax.pipeline import options as O
+
     SCHEMA, AnimateOptions, parse_box = O.SCHEMA, O.AnimateOptions, O.parse_box
     parser = argparse.ArgumentParser()
     O.add_option_arguments(parser)
@@ -231,13 +250,34 @@ def test_cli_flags_from_the_schema():
             assert f'range [{field.metadata["min"]}, ' in text, name
         assert '--' + name.replace('_', '-') in actions[name].option_strings
     assert O.options_from_args(parser.parse_args([])) == AnimateOptions()
-    args = parser.parse_args(['--no-flag-stitching', '--flag-write-gif', '--dsize', '256',
-                              '--crop-box', '10,20,110,140', '--animation-region', 'lip'])
+    args = parser.parse_args(
+        [
+            '--no-flag-stitching',
+            '--flag-write-gif',
+            '--dsize',
+            '256',
+            '--crop-box',
+            '10,20,110,140',
+            '--animation-region',
+            'lip',
+        ]
+    )
     o = O.options_from_args(args, vy_ratio=0.0)
-    assert (o.flag_stitching, o.flag_write_gif, o.dsize, o.crop_box, o.animation_region,
-            o.vy_ratio) == (False, True, 256, (10.0, 20.0, 110.0, 140.0), 'lip', 0.0)
-    for bad in (['--dsize', '32'], ['--dsize', '2.5'], ['--scale', 'x'], ['--crop-box', '1,2,3'],
-                ['--driving-option', 'other']):
+    assert (
+        o.flag_stitching,
+        o.flag_write_gif,
+        o.dsize,
+        o.crop_box,
+        o.animation_region,
+        o.vy_ratio,
+    ) == (False, True, 256, (10.0, 20.0, 110.0, 140.0), 'lip', 0.0)
+    for bad in (
+        ['--dsize', '32'],
+        ['--dsize', '2.5'],
+        ['--scale', 'x'],
+        ['--crop-box', '1,2,3'],
+        ['--driving-option', 'other'],
+    ):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
     assert parse_box(' 10, 20, 110, 140 ') == (10.0, 20.0, 110.0, 140.0)

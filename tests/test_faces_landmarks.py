@@ -6,28 +6,37 @@ import sys
 import numpy as np
 import pytest
 
-from liveportrait_jax.faces.landmarks import (NUM_LANDMARKS, FaceLandmarker, NoFaceError,
-                                              detect_face, detect_faces, track_faces)
+from liveportrait_jax.faces.landmarks import (
+    NUM_LANDMARKS,
+    FaceLandmarker,
+    NoFaceError,
+    detect_face,
+    detect_faces,
+    track_faces,
+)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def astronaut():
     from skimage import data
+
     return data.astronaut()
 
 
 def test_import_is_cheap():
     # The model code must never pull in mediapipe / cv2 through the faces package.
-    code = ("import sys, liveportrait_jax.faces, liveportrait_jax.faces.crop, "
-            "liveportrait_jax.faces.ratios, liveportrait_jax.faces.landmarks, "
-            "liveportrait_jax.faces.animals; "
-            "bad = [m for m in ('mediapipe', 'cv2') if m in sys.modules]; "
-            "assert not bad, bad")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    code = (
+        'import sys, liveportrait_jax.faces, liveportrait_jax.faces.crop, '
+        'liveportrait_jax.faces.ratios, liveportrait_jax.faces.landmarks, '
+        'liveportrait_jax.faces.animals; '
+        "bad = [m for m in ('mediapipe', 'cv2') if m in sys.modules]; "
+        'assert not bad, bad'
+    )
+    subprocess.run([sys.executable, '-c', code], check=True)
 
 
 def test_astronaut_landmarks(astronaut):
-    face = detect_face(astronaut, source_name="astronaut.png")
+    face = detect_face(astronaut, source_name='astronaut.png')
     lm = face.landmarks
     assert lm.shape == (NUM_LANDMARKS, 2) and lm.dtype == np.float32
     x0, y0, x1, y1 = face.bbox
@@ -43,6 +52,7 @@ def test_several_faces_sorted_largest_first(astronaut):
     # The second face is ~75 px wide in a 1024 px image: too small for MediaPipe's whole-image
     # detector, found through the zoomed windows.
     import cv2
+
     small = cv2.resize(astronaut, (384, 384), interpolation=cv2.INTER_AREA)
     canvas = np.full((512, 1024, 3), 127, np.uint8)
     canvas[:, :512] = astronaut
@@ -53,31 +63,31 @@ def test_several_faces_sorted_largest_first(astronaut):
     assert faces[0].bbox[0] < 512 <= faces[1].bbox[0]
     second = detect_face(canvas, face_index=1)
     assert np.allclose(second.bbox, faces[1].bbox, atol=2)
-    with pytest.raises(NoFaceError, match="face_index=5"):
-        detect_face(canvas, face_index=5, source_name="two.png")
+    with pytest.raises(NoFaceError, match='face_index=5'):
+        detect_face(canvas, face_index=5, source_name='two.png')
 
 
 def test_blank_image_raises_naming_file():
     blank = np.zeros((256, 256, 3), np.uint8)
-    with pytest.raises(NoFaceError, match="blank_source.png") as info:
-        detect_face(blank, source_name="blank_source.png")
+    with pytest.raises(NoFaceError, match='blank_source.png') as info:
+        detect_face(blank, source_name='blank_source.png')
     assert isinstance(info.value, ValueError)
     assert detect_faces(blank) == []
 
 
 def test_bad_input_is_a_clear_error():
-    with pytest.raises(ValueError, match="uint8"):
-        detect_face(np.zeros((64, 64, 3), np.float32), source_name="x.png")
-    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
-        detect_face(np.zeros((64, 64), np.uint8), source_name="x.png")
+    with pytest.raises(ValueError, match='uint8'):
+        detect_face(np.zeros((64, 64, 3), np.float32), source_name='x.png')
+    with pytest.raises(ValueError, match=r'\(H, W, 3\)'):
+        detect_face(np.zeros((64, 64), np.uint8), source_name='x.png')
 
 
 def test_tracking_names_frame_and_hold(astronaut):
     blank = np.zeros_like(astronaut)
     frames = [astronaut, np.roll(astronaut, 3, axis=1), blank, astronaut]
     with pytest.raises(NoFaceError, match=r"'clip.mp4', frame 2"):
-        track_faces(frames, source_name="clip.mp4")
-    faces = track_faces(frames, source_name="clip.mp4", on_missing="hold")
+        track_faces(frames, source_name='clip.mp4')
+    faces = track_faces(frames, source_name='clip.mp4', on_missing='hold')
     assert len(faces) == 4
     assert np.allclose(faces[2].landmarks, faces[1].landmarks)
     # The 3 px shift shows up in the tracked landmarks.

@@ -7,10 +7,11 @@ from liveportrait_jax.faces import ratios as R
 from liveportrait_jax.faces.landmarks import detect_face
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def lm():
     from skimage import data
-    return detect_face(data.astronaut(), source_name="astronaut.png").landmarks
+
+    return detect_face(data.astronaut(), source_name='astronaut.png').landmarks
 
 
 def test_astronaut_ratios_plausible(lm):
@@ -34,9 +35,9 @@ def test_lip_ratio_follows_lip_motion(lm):
     base = R.lip_close_ratio(lm)[0]
     wider = R.lip_close_ratio(_move(_move(lm, 13, -5), 14, +5))[0]
     half = lm.copy()
-    half[14] = (lm[13] + lm[14]) / 2                          # lower lip half way up
+    half[14] = (lm[13] + lm[14]) / 2  # lower lip half way up
     shut = lm.copy()
-    shut[14] = lm[13]                                         # lower lip onto the upper one
+    shut[14] = lm[13]  # lower lip onto the upper one
     assert wider > base + 0.05
     assert abs(R.lip_close_ratio(half)[0] - base / 2) < 1e-4
     assert R.lip_close_ratio(shut)[0] < 1e-6 < 0.03 < base
@@ -45,7 +46,7 @@ def test_lip_ratio_follows_lip_motion(lm):
 def test_eye_ratio_follows_lid_motion(lm):
     base = R.eye_close_ratio(lm)
     shut = lm.copy()
-    shut[159] = lm[145]                                          # image-left upper lid down
+    shut[159] = lm[145]  # image-left upper lid down
     left_shut = R.eye_close_ratio(shut)
     assert left_shut[0] < 1e-6 and left_shut[1] == base[1]
     right_wide = R.eye_close_ratio(_move(lm, 386, -3))
@@ -63,5 +64,5 @@ def test_invariant_and_batched(lm):
     assert R.lip_close_ratio(batch).shape == (3, 1)
     assert R.combined_eye_ratio(lm, 0.3).shape == (1, 3)
     assert R.combined_lip_ratio(lm, 0.0).shape == (1, 2)
-    with pytest.raises(ValueError, match="478"):
+    with pytest.raises(ValueError, match='478'):
         R.eye_close_ratio(np.zeros((68, 2)))

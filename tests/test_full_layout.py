@@ -8,11 +8,11 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import FIXTURES
+
+from liveportrait_jax.models import NETWORKS
 from liveportrait_jax.models.configs import get_config as get_model_config
 from liveportrait_jax.models.model_set import build_networks
-from liveportrait_jax.models import NETWORKS
 from liveportrait_jax.weights.checkpoint import map_torch_state_dicts
 from liveportrait_jax.weights.errors import CheckpointMismatchError
 from liveportrait_jax.weights.mapping import STITCHING_FILE_KEYS

@@ -19,8 +19,13 @@ def scipy_reference(volume, grid):
         gx, gy, gz = grid[i, ..., 0], grid[i, ..., 1], grid[i, ..., 2]
         coords = np.stack([((gz + 1) * d - 1) / 2, ((gy + 1) * h - 1) / 2, ((gx + 1) * w - 1) / 2])
         for ch in range(c):
-            out[i, ..., ch] = ndimage.map_coordinates(volume[i, ..., ch].astype(np.float64), coords,
-                                                      order=1, mode='grid-constant', cval=0.0)
+            out[i, ..., ch] = ndimage.map_coordinates(
+                volume[i, ..., ch].astype(np.float64),
+                coords,
+                order=1,
+                mode='grid-constant',
+                cval=0.0,
+            )
     return out
 
 
@@ -59,15 +64,18 @@ def test_matches_scipy_inside_and_outside(volume):
 
 
 def test_matches_loop_reference_on_special_points(volume):
-    points = np.array([
-        [0.0, 0.0, 0.0],          # centre
-        [-1.0, -1.0, -1.0],       # outer corner: a quarter/eighth of the corner voxel
-        [1.0, 1.0, 1.0],
-        [-1 + 1 / 7, -1 + 1 / 6, -1 + 1 / 5],  # exactly the first voxel's centre
-        [0.99, -0.99, 0.5],
-        [1.2, 0.0, 0.0],          # half a voxel outside in x: still partly inside
-        [5.0, 5.0, 5.0],          # far outside
-    ], np.float32)
+    points = np.array(
+        [
+            [0.0, 0.0, 0.0],  # centre
+            [-1.0, -1.0, -1.0],  # outer corner: a quarter/eighth of the corner voxel
+            [1.0, 1.0, 1.0],
+            [-1 + 1 / 7, -1 + 1 / 6, -1 + 1 / 5],  # exactly the first voxel's centre
+            [0.99, -0.99, 0.5],
+            [1.2, 0.0, 0.0],  # half a voxel outside in x: still partly inside
+            [5.0, 5.0, 5.0],  # far outside
+        ],
+        np.float32,
+    )
     grid = np.broadcast_to(points[None, :, None, None, :], (2, len(points), 1, 1, 3))
     got = np.asarray(grid_sample_3d(volume, grid))[0, :, 0, 0]
     for i, p in enumerate(points):
@@ -78,6 +86,7 @@ def test_matches_loop_reference_on_special_points(volume):
 
 def test_identity_grid_reproduces_volume(volume):
     from liveportrait_jax.ops.keypoints import make_coordinate_grid
+
     # With align_corners=False the identity is the voxel-centre grid, not make_coordinate_grid.
     d, h, w = volume.shape[1:4]
     axes = [(2 * np.arange(n) + 1) / n - 1 for n in (d, h, w)]
@@ -99,5 +108,6 @@ def test_many_grids_share_one_volume(volume):
     got = np.asarray(grid_sample_3d(volume, grid))
     assert got.shape == (2, 3, 2, 2, 2, 3)
     for k in range(3):
-        np.testing.assert_allclose(got[:, k], np.asarray(grid_sample_3d(volume, grid[:, k])),
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            got[:, k], np.asarray(grid_sample_3d(volume, grid[:, k])), atol=1e-6
+        )

@@ -6,9 +6,19 @@ import subprocess
 import numpy as np
 import pytest
 
-from liveportrait_jax.io import (InputError, OutputError, VideoWriter, add_audio_from, concat_side_by_side,
-                                 has_audio, iter_video_frames, load_video_frames, probe_video, write_gif,
-                                 write_video)
+from liveportrait_jax.io import (
+    InputError,
+    OutputError,
+    VideoWriter,
+    add_audio_from,
+    concat_side_by_side,
+    has_audio,
+    iter_video_frames,
+    load_video_frames,
+    probe_video,
+    write_gif,
+    write_video,
+)
 from liveportrait_jax.io.ffmpeg import ffmpeg_exe
 
 H, W, N, FPS = 21, 33, 12, 25  # odd size on purpose
@@ -26,32 +36,35 @@ def _frames(n=N, h=H, w=W):
 
 
 def _ffmpeg(*args):
-    subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args],
-                   check=True, stdin=subprocess.DEVNULL)
+    subprocess.run(
+        [ffmpeg_exe(), '-hide_banner', '-nostdin', '-loglevel', 'error', '-y', *args],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def media(tmp_path_factory):
-    d = tmp_path_factory.mktemp("media")
-    silent = d / "silent.mp4"
+    d = tmp_path_factory.mktemp('media')
+    silent = d / 'silent.mp4'
     write_video(silent, _frames(), FPS)
-    tone = d / "tone.m4a"  # 2 s of 440 Hz AAC, longer than the video on purpose
-    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-c:a", "aac", str(tone))
-    wav = d / "tone.wav"  # PCM cannot always be stream-copied into mp4: exercises the AAC fallback
-    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=2", str(wav))
+    tone = d / 'tone.m4a'  # 2 s of 440 Hz AAC, longer than the video on purpose
+    _ffmpeg('-f', 'lavfi', '-i', 'sine=frequency=440:duration=2', '-c:a', 'aac', str(tone))
+    wav = d / 'tone.wav'  # PCM cannot always be stream-copied into mp4: exercises the AAC fallback
+    _ffmpeg('-f', 'lavfi', '-i', 'sine=frequency=440:duration=2', str(wav))
     return dict(dir=d, silent=silent, tone=tone, wav=wav)
 
 
 def test_written_video_reads_back(media):
-    info = probe_video(media["silent"])
+    info = probe_video(media['silent'])
     # yuv420p needs even sizes: padded by one replicated row and column.
     assert (info.width, info.height) == (W + 1, H + 1)
     assert info.n_frames == N
     assert info.fps == pytest.approx(FPS)
     assert info.has_audio is False
-    assert info.video_codec == "h264"
+    assert info.video_codec == 'h264'
 
-    frames = load_video_frames(media["silent"])
+    frames = load_video_frames(media['silent'])
     assert len(frames) == N
     ref = _frames()
     for got, want in zip(frames, ref):
@@ -62,130 +75,134 @@ def test_written_video_reads_back(media):
 
 
 def test_max_frames_and_early_stop(media):
-    assert len(load_video_frames(media["silent"], max_frames=5)) == 5
-    assert load_video_frames(media["silent"], max_frames=0) == []
-    it = iter_video_frames(media["silent"])
+    assert len(load_video_frames(media['silent'], max_frames=5)) == 5
+    assert load_video_frames(media['silent'], max_frames=0) == []
+    it = iter_video_frames(media['silent'])
     next(it)
     it.close()  # abandoning the iterator must stop ffmpeg cleanly
 
 
 def test_fractional_fps(tmp_path):
-    path = tmp_path / "ntsc.mp4"
+    path = tmp_path / 'ntsc.mp4'
     write_video(path, _frames(4, 16, 16), 30000 / 1001)
     assert probe_video(path).fps == pytest.approx(29.97, abs=0.01)
 
 
 def test_audio_muxing(media, tmp_path):
-    assert has_audio(media["tone"]) and not has_audio(media["silent"])
+    assert has_audio(media['tone']) and not has_audio(media['silent'])
 
-    out = tmp_path / "with_audio.mp4"
-    with VideoWriter(out, FPS, audio_from=media["tone"]) as w:
+    out = tmp_path / 'with_audio.mp4'
+    with VideoWriter(out, FPS, audio_from=media['tone']) as w:
         w.write_many(_frames())
     info = probe_video(out)
-    assert info.has_audio and info.audio_codec == "aac"  # stream-copied
+    assert info.has_audio and info.audio_codec == 'aac'  # stream-copied
     assert info.n_frames == N
     assert info.duration_s < 1.0  # audio cut to the video's length (0.48 s)
 
     # A video's audio track can be the source too (the driving-video case).
-    out2 = tmp_path / "from_video.mp4"
+    out2 = tmp_path / 'from_video.mp4'
     write_video(out2, _frames(), FPS, audio_from=out)
     assert probe_video(out2).has_audio
 
     # Source without audio: the result has none either.
-    out3 = tmp_path / "still_silent.mp4"
-    write_video(out3, _frames(), FPS, audio_from=media["silent"])
+    out3 = tmp_path / 'still_silent.mp4'
+    write_video(out3, _frames(), FPS, audio_from=media['silent'])
     assert not probe_video(out3).has_audio
 
     # PCM wav source.
-    out4 = tmp_path / "from_wav.mp4"
-    write_video(out4, _frames(), FPS, audio_from=media["wav"])
+    out4 = tmp_path / 'from_wav.mp4'
+    write_video(out4, _frames(), FPS, audio_from=media['wav'])
     assert probe_video(out4).has_audio
-    assert sorted(os.listdir(tmp_path)) == ["from_video.mp4", "from_wav.mp4", "still_silent.mp4",
-                                            "with_audio.mp4"]
+    assert sorted(os.listdir(tmp_path)) == [
+        'from_video.mp4',
+        'from_wav.mp4',
+        'still_silent.mp4',
+        'with_audio.mp4',
+    ]
 
 
 def test_add_audio_from_after_writing(media, tmp_path):
-    out = tmp_path / "muxed.mp4"
-    assert add_audio_from(media["silent"], media["tone"], out) is True
-    assert probe_video(out).has_audio and not probe_video(media["silent"]).has_audio
-    copy = tmp_path / "copy.mp4"
-    assert add_audio_from(media["silent"], media["silent"], copy) is False
+    out = tmp_path / 'muxed.mp4'
+    assert add_audio_from(media['silent'], media['tone'], out) is True
+    assert probe_video(out).has_audio and not probe_video(media['silent']).has_audio
+    copy = tmp_path / 'copy.mp4'
+    assert add_audio_from(media['silent'], media['silent'], copy) is False
     assert not probe_video(copy).has_audio and probe_video(copy).n_frames == N
 
 
 def test_writer_failure_leaves_nothing(tmp_path):
-    path = tmp_path / "bad.mp4"
-    with pytest.raises(RuntimeError, match="boom"):
+    path = tmp_path / 'bad.mp4'
+    with pytest.raises(RuntimeError, match='boom'):
         with VideoWriter(path, FPS) as w:
             w.write(_frames(1)[0])
-            raise RuntimeError("boom")
-    with pytest.raises(OutputError, match="no frames"):
+            raise RuntimeError('boom')
+    with pytest.raises(OutputError, match='no frames'):
         with VideoWriter(path, FPS):
             pass
-    with pytest.raises(OutputError, match="all frames must match"):
+    with pytest.raises(OutputError, match='all frames must match'):
         with VideoWriter(path, FPS) as w:
             w.write(_frames(1)[0])
             w.write(np.zeros((10, 10, 3), np.uint8))
-    with pytest.raises(OutputError, match="uint8"):
+    with pytest.raises(OutputError, match='uint8'):
         with VideoWriter(path, FPS) as w:
             w.write(np.zeros((10, 10, 3), np.float32))
-    with pytest.raises(OutputError, match="fps"):
+    with pytest.raises(OutputError, match='fps'):
         VideoWriter(path, 0)
-    with pytest.raises(InputError, match="audio source file not found"):
-        VideoWriter(path, FPS, audio_from=tmp_path / "missing.wav")
+    with pytest.raises(InputError, match='audio source file not found'):
+        VideoWriter(path, FPS, audio_from=tmp_path / 'missing.wav')
     w = VideoWriter(path, FPS)
     w.write(_frames(1)[0])
     w.abort()
-    with pytest.raises(OutputError, match="aborted"):
+    with pytest.raises(OutputError, match='aborted'):
         w.write(_frames(1)[0])
-    with pytest.raises(OutputError, match="aborted"):
+    with pytest.raises(OutputError, match='aborted'):
         w.close()
     assert os.listdir(tmp_path) == []
-    (tmp_path / "noise.wav").write_bytes(b"RIFF garbage" * 10)
-    with pytest.raises(InputError, match="noise.wav.*not a readable"):
-        VideoWriter(path, FPS, audio_from=tmp_path / "noise.wav")
-    assert os.listdir(tmp_path) == ["noise.wav"]
+    (tmp_path / 'noise.wav').write_bytes(b'RIFF garbage' * 10)
+    with pytest.raises(InputError, match='noise.wav.*not a readable'):
+        VideoWriter(path, FPS, audio_from=tmp_path / 'noise.wav')
+    assert os.listdir(tmp_path) == ['noise.wav']
 
 
 def test_garbage_video(tmp_path):
-    path = tmp_path / "garbage.mp4"
-    path.write_bytes(b"definitely not a video " * 50)
-    with pytest.raises(InputError, match="garbage.mp4.*not a readable"):
+    path = tmp_path / 'garbage.mp4'
+    path.write_bytes(b'definitely not a video ' * 50)
+    with pytest.raises(InputError, match='garbage.mp4.*not a readable'):
         probe_video(path)
-    with pytest.raises(InputError, match="garbage.mp4"):
+    with pytest.raises(InputError, match='garbage.mp4'):
         list(iter_video_frames(path))
 
 
 def test_missing_and_empty_video(tmp_path):
-    with pytest.raises(InputError, match="missing.mp4.*not found"):
-        probe_video(tmp_path / "missing.mp4")
-    (tmp_path / "empty.mp4").write_bytes(b"")
-    with pytest.raises(InputError, match="empty"):
-        list(iter_video_frames(tmp_path / "empty.mp4"))
+    with pytest.raises(InputError, match='missing.mp4.*not found'):
+        probe_video(tmp_path / 'missing.mp4')
+    (tmp_path / 'empty.mp4').write_bytes(b'')
+    with pytest.raises(InputError, match='empty'):
+        list(iter_video_frames(tmp_path / 'empty.mp4'))
 
 
 def test_zero_frame_video(tmp_path):
-    path = tmp_path / "zero.y4m"  # a valid header declaring a stream, and no frames
-    path.write_bytes(b"YUV4MPEG2 W64 H48 F25:1 Ip A1:1 C420jpeg\n")
-    with pytest.raises(InputError, match="zero.y4m.*no frames"):
+    path = tmp_path / 'zero.y4m'  # a valid header declaring a stream, and no frames
+    path.write_bytes(b'YUV4MPEG2 W64 H48 F25:1 Ip A1:1 C420jpeg\n')
+    with pytest.raises(InputError, match='zero.y4m.*no frames'):
         probe_video(path)
-    with pytest.raises(InputError, match="no frames"):
+    with pytest.raises(InputError, match='no frames'):
         list(iter_video_frames(path))
 
 
 def test_audio_only_file_is_not_a_video(media):
-    with pytest.raises(InputError, match="no video stream"):
-        probe_video(media["tone"])
+    with pytest.raises(InputError, match='no video stream'):
+        probe_video(media['tone'])
 
 
 def test_write_gif(tmp_path):
-    path = tmp_path / "anim.gif"
+    path = tmp_path / 'anim.gif'
     write_gif(path, _frames(5), fps=10)
     frames = load_video_frames(path)
     assert len(frames) == 5 and frames[0].shape == (H, W, 3)
-    with pytest.raises(OutputError, match="no frames"):
-        write_gif(tmp_path / "none.gif", [], fps=10)
-    assert sorted(os.listdir(tmp_path)) == ["anim.gif"]
+    with pytest.raises(OutputError, match='no frames'):
+        write_gif(tmp_path / 'none.gif', [], fps=10)
+    assert sorted(os.listdir(tmp_path)) == ['anim.gif']
 
 
 def test_concat_side_by_side():
@@ -202,9 +219,9 @@ def test_concat_side_by_side():
 def test_rotated_phone_video_is_upright(tmp_path):
     # Phones store portrait video as landscape plus a display rotation; ffmpeg applies it on decode,
     # and the probe must report the size of the frames actually produced.
-    src, rotated = tmp_path / "land.mp4", tmp_path / "rot.mp4"
+    src, rotated = tmp_path / 'land.mp4', tmp_path / 'rot.mp4'
     write_video(src, _frames(3, 20, 36), FPS)
-    _ffmpeg("-display_rotation:v:0", "90", "-i", str(src), "-c", "copy", str(rotated))
+    _ffmpeg('-display_rotation:v:0', '90', '-i', str(src), '-c', 'copy', str(rotated))
     info = probe_video(rotated)
     assert (info.width, info.height) == (20, 36)
     frames = load_video_frames(rotated)
@@ -212,8 +229,8 @@ def test_rotated_phone_video_is_upright(tmp_path):
 
 
 def test_unclosed_writer_publishes_nothing(tmp_path):
-    w = VideoWriter(tmp_path / "forgot.mp4", FPS)
+    w = VideoWriter(tmp_path / 'forgot.mp4', FPS)
     w.write(_frames(1)[0])
-    with pytest.warns(ResourceWarning, match="never closed"):
+    with pytest.warns(ResourceWarning, match='never closed'):
         w.__del__()
     assert os.listdir(tmp_path) == []

@@ -29,22 +29,34 @@ def test_there_are_notebooks():
 def test_committed_without_outputs(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    dirty = [i for i, cell in enumerate(nb.cells) if cell.cell_type == 'code'
-             and (cell.get('outputs') or cell.get('execution_count') is not None)]
-    assert not dirty, (f'{path.name}: code cells {dirty} have outputs or execution counts; clear '
-                       f'them before committing (jupyter nbconvert --clear-output --inplace)')
+    dirty = [
+        i
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == 'code'
+        and (cell.get('outputs') or cell.get('execution_count') is not None)
+    ]
+    assert not dirty, (
+        f'{path.name}: code cells {dirty} have outputs or execution counts; clear '
+        f'them before committing (jupyter nbconvert --clear-output --inplace)'
+    )
     assert nb.metadata.get('kernelspec', {}).get('name') == 'python3'
 
 
 @pytest.mark.parametrize('path', NOTEBOOKS, ids=_id)
 def test_runs_without_errors(path):
     nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=TIMEOUT, kernel_name='python3',
-                                     resources={'metadata': {'path': str(ROOT)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=TIMEOUT, kernel_name='python3', resources={'metadata': {'path': str(ROOT)}}
+    )
     try:
         client.execute()
     except nbclient.exceptions.CellExecutionError as e:
         pytest.fail(f'{path.name} failed:\n{e}', pytrace=False)
-    errors = [out for cell in nb.cells if cell.cell_type == 'code'
-              for out in cell.get('outputs', []) if out.get('output_type') == 'error']
+    errors = [
+        out
+        for cell in nb.cells
+        if cell.cell_type == 'code'
+        for out in cell.get('outputs', [])
+        if out.get('output_type') == 'error'
+    ]
     assert not errors, errors

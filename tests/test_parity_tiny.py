@@ -32,6 +32,7 @@ def models(tiny_models):
 def test_converted_weights_equal_direct_load(tiny_models, tiny_converted):
     """The converter's orbax output holds exactly the arrays of loading the .pth files directly."""
     import jax
+
     converted = lp.load_models(tiny_converted)
     for name, state in tiny_models.states.items():
         a, b = jax.tree.leaves(state), jax.tree.leaves(converted.states[name])
@@ -42,8 +43,9 @@ def test_converted_weights_equal_direct_load(tiny_models, tiny_converted):
 
 @pytest.fixture(scope='module')
 def warped(models, tiny_ref):
-    return models.warp_decode(nchw(tiny_ref['feature_3d']), tiny_ref['kp_source'],
-                              tiny_ref['kp_driving'])
+    return models.warp_decode(
+        nchw(tiny_ref['feature_3d']), tiny_ref['kp_source'], tiny_ref['kp_driving']
+    )
 
 
 def test_appearance_feature_extractor(models, tiny_ref):
@@ -64,7 +66,7 @@ def test_get_kp_info(models, tiny_ref):
 
 
 def test_rotation_and_transform(tiny_ref):
-    info = {k[len('kp_info_'):]: v for k, v in tiny_ref.items() if k.startswith('kp_info_')}
+    info = {k[len('kp_info_') :]: v for k, v in tiny_ref.items() if k.startswith('kp_info_')}
     rot = lp.get_rotation_matrix(info['pitch'], info['yaw'], info['roll'])
     assert_close(rot, tiny_ref['rotation'], 'rotation')
     assert_close(lp.transform_keypoints(info), tiny_ref['kp_transformed'], 'transform_keypoints')
@@ -78,10 +80,16 @@ def test_headpose_degrees(tiny_ref):
 def test_stitching_and_retargeting(models, tiny_ref):
     x_s, x_d = tiny_ref['kp_source'], tiny_ref['kp_driving']
     assert_close(models.stitching(x_s, x_d), tiny_ref['stitching_out'], 'stitching')
-    assert_close(models.retarget_eye(x_s, tiny_ref['eye_ratio']), tiny_ref['retarget_eye_out'],
-                 'retarget_eye')
-    assert_close(models.retarget_lip(x_s, tiny_ref['lip_ratio']), tiny_ref['retarget_lip_out'],
-                 'retarget_lip')
+    assert_close(
+        models.retarget_eye(x_s, tiny_ref['eye_ratio']),
+        tiny_ref['retarget_eye_out'],
+        'retarget_eye',
+    )
+    assert_close(
+        models.retarget_lip(x_s, tiny_ref['lip_ratio']),
+        tiny_ref['retarget_lip_out'],
+        'retarget_lip',
+    )
 
 
 def test_warping_network(warped, tiny_ref):

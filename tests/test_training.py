@@ -4,9 +4,9 @@ import os
 
 import numpy as np
 import pytest
+from conftest import run_on_forced_host_devices
 
 import liveportrait_jax as lp
-from conftest import run_on_forced_host_devices
 from liveportrait_jax.io import VideoWriter
 from liveportrait_jax.pipeline.demo import synth_driving_frames
 from liveportrait_jax.training.data import TrainData, prepare_data
@@ -16,8 +16,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _config(head, **changes):
     from liveportrait_jax.training.config import load_config
-    name = {'stitching': 'stitching', 'eye': 'retargeting_eye', 'lip': 'retargeting_lip',
-            'openness': 'openness'}[head]
+
+    name = {
+        'stitching': 'stitching',
+        'eye': 'retargeting_eye',
+        'lip': 'retargeting_lip',
+        'openness': 'openness',
+    }[head]
     c = load_config(os.path.join(REPO, 'configs', f'train_{name}.py:tiny'))
     c.batch_size = 2  # keeps the CPU test suite short
     for k, v in changes.items():
@@ -31,8 +36,11 @@ def prepared(tmp_path_factory, models):
     videos = root / 'videos'
     videos.mkdir()
     frames = synth_driving_frames(8)
-    for name, clip in (('a.mp4', frames), ('b.mp4', frames[:, :, ::-1].copy()),
-                       ('c.mp4', np.roll(frames, 3, axis=0))):
+    for name, clip in (
+        ('a.mp4', frames),
+        ('b.mp4', frames[:, :, ::-1].copy()),
+        ('c.mp4', np.roll(frames, 3, axis=0)),
+    ):
         with VideoWriter(str(videos / name), 10) as w:
             for f in clip:
                 w.write(f)
@@ -40,8 +48,15 @@ def prepared(tmp_path_factory, models):
         for _ in range(4):
             w.write(np.full((128, 128, 3), 90, np.uint8))
     out = root / 'prepared'
-    manifest = prepare_data(models, str(videos), str(out), frame_stride=1, max_frames=6,
-                            progress=False, log=lambda *a: None)
+    manifest = prepare_data(
+        models,
+        str(videos),
+        str(out),
+        frame_stride=1,
+        max_frames=6,
+        progress=False,
+        log=lambda *a: None,
+    )
     return dict(videos=videos, out=out, manifest=manifest)
 
 
@@ -58,8 +73,15 @@ def test_prepare_data(prepared, models):
     # Resumable: a second run finds nothing to do and rewrites no shard.
     shard = prepared['out'] / 'shards' / 'a.npz'
     before = shard.stat().st_mtime_ns
-    again = prepare_data(models, str(prepared['videos']), str(prepared['out']), frame_stride=1,
-                         max_frames=6, progress=False, log=lambda *a: None)
+    again = prepare_data(
+        models,
+        str(prepared['videos']),
+        str(prepared['out']),
+        frame_stride=1,
+        max_frames=6,
+        progress=False,
+        log=lambda *a: None,
+    )
     assert again['total_frames'] == 18 and shard.stat().st_mtime_ns == before
 
 
@@ -107,6 +129,7 @@ def _planted_openness(path):
     from flax import nnx
 
     from liveportrait_jax.training.openness import OpennessNet
+
     pure = nnx.to_pure_dict(nnx.state(OpennessNet(rngs=nnx.Rngs(0))))
     pure['head']['kernel'] = np.zeros_like(pure['head']['kernel'])
     pure['head']['bias'] = np.asarray(PLANTED_OPENNESS, np.float32)
@@ -118,6 +141,7 @@ def _planted_openness(path):
 
 def _planted_batch(batch, head):
     from liveportrait_jax.training.data import EYES, FACE, LIPS
+
     batch = dict(batch)
     masks = batch['src_masks'].copy()
     if head == 'stitching':
@@ -134,6 +158,7 @@ def _planted_batch(batch, head):
 def _shifted_head(models, head):
     """(models whose `head` outputs a constant shift of every keypoint, that head's parameters)."""
     from flax import nnx
+
     pure = nnx.to_pure_dict(models.states[head])
     last = pure['mlp'][str(max(int(k) for k in pure['mlp']))]
     last['kernel'] = np.zeros_like(last['kernel'])
@@ -157,9 +182,15 @@ def test_training_undoes_a_planted_perturbation(prepared, models, tmp_path, head
     import jax
 
     from liveportrait_jax.training.trainer import train
+
     steps = 16
-    changes = dict(total_steps=steps, log_every=1, learning_rate=learning_rate, warmup_steps=2,
-                   checkpoint_every=10 ** 6)
+    changes = dict(
+        total_steps=steps,
+        log_every=1,
+        learning_rate=learning_rate,
+        warmup_steps=2,
+        checkpoint_every=10**6,
+    )
     if head != 'stitching':
         changes['openness_checkpoint'] = _planted_openness(tmp_path / 'openness')
     config = _config(head, **changes)
@@ -173,8 +204,11 @@ def test_training_undoes_a_planted_perturbation(prepared, models, tmp_path, head
     # The objective at the shifted head, as the first step (learning rate 0: warmup) reports it:
     # the offsets are the bias, the planted terms are zero, the image term is all that is left.
     first, last = result.history[0], result.history[-1]
-    image, planted = (('inside_face', 'outside_face') if head == 'stitching' else
-                      ('outside_region', 'openness_l1'))
+    image, planted = (
+        ('inside_face', 'outside_face')
+        if head == 'stitching'
+        else ('outside_region', 'openness_l1')
+    )
     bias = start['mlp'][str(max(int(k) for k in start['mlp']))]['bias']
     assert first['offset_l1'] == pytest.approx(np.abs(bias).mean(), rel=1e-5)
     assert first[planted] < 1e-6, first
@@ -199,11 +233,13 @@ def test_openness_regressor_overfits_a_fixed_batch(prepared, tmp_path):
     # Plain supervised learning of 3 numbers per image from 2 images: the loss falls by a factor of
     # about 40 in 30 steps; the test asks for 3.
     from liveportrait_jax.training.trainer import train
+
     config = _config('openness', total_steps=30, log_every=1, learning_rate=3e-3)
     with config.unlocked():  # no config has this key: the trainer defaults it to True
         config.augment = False  # a fixed batch, as the test says
-    result = train(config, str(tmp_path), data=FixedBatch(TrainData(str(prepared['out']))),
-                   log=lambda *a: None)
+    result = train(
+        config, str(tmp_path), data=FixedBatch(TrainData(str(prepared['out']))), log=lambda *a: None
+    )
     losses = [h['loss'] for h in result.history]
     assert min(losses[-5:]) * 3 < losses[0], losses
     assert result.skipped_steps == 0 and set(result.params) == {'convs', 'head'}
@@ -211,38 +247,62 @@ def test_openness_regressor_overfits_a_fixed_batch(prepared, tmp_path):
 
 def test_resume_is_exact(prepared, models, tmp_path):
     from liveportrait_jax.training.trainer import train
+
     data = TrainData(str(prepared['out']))
     quiet = lambda *a: None
-    straight = train(_config('stitching', total_steps=6), str(tmp_path / 'a'), models=models,
-                     data=data, log=quiet)
-    train(_config('stitching', total_steps=3), str(tmp_path / 'b'), models=models, data=data,
-          log=quiet)
+    straight = train(
+        _config('stitching', total_steps=6),
+        str(tmp_path / 'a'),
+        models=models,
+        data=data,
+        log=quiet,
+    )
+    train(
+        _config('stitching', total_steps=3),
+        str(tmp_path / 'b'),
+        models=models,
+        data=data,
+        log=quiet,
+    )
     logs = []
-    resumed = train(_config('stitching', total_steps=6), str(tmp_path / 'b'), models=models,
-                    data=data, log=logs.append)
-    assert any('resumed from step 3' in l for l in logs)
+    resumed = train(
+        _config('stitching', total_steps=6),
+        str(tmp_path / 'b'),
+        models=models,
+        data=data,
+        log=logs.append,
+    )
+    assert any('resumed from step 3' in line for line in logs)
     import jax
+
     for x, y in zip(jax.tree.leaves(straight.params), jax.tree.leaves(resumed.params)):
         np.testing.assert_array_equal(x, y)
 
 
 def test_nan_guard_skips_the_update(prepared, models, tmp_path):
     from liveportrait_jax.training.trainer import train
+
     data = FixedBatch(TrainData(str(prepared['out'])))
     data.batch = dict(data.batch)
     data.batch['src_x_s'] = np.full_like(data.batch['src_x_s'], np.nan)
-    result = train(_config('stitching', total_steps=3, log_every=1), str(tmp_path), models=models,
-                   data=data, log=lambda *a: None)
+    result = train(
+        _config('stitching', total_steps=3, log_every=1),
+        str(tmp_path),
+        models=models,
+        data=data,
+        log=lambda *a: None,
+    )
     assert result.skipped_steps == 3
-    from flax import nnx
     import jax
+    from flax import nnx
+
     start = nnx.to_pure_dict(models.states['stitching'])
     for x, y in zip(jax.tree.leaves(start), jax.tree.leaves(result.params)):
         np.testing.assert_array_equal(np.asarray(x), y)
 
 
 def test_four_devices_match_one(prepared, tmp_path):
-    script = f'''
+    script = f"""
 import numpy as np, jax
 import liveportrait_jax as lp
 from liveportrait_jax.training.config import load_config
@@ -266,64 +326,112 @@ err = max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(four.params
                                                      jax.tree.leaves(one.params)))
 assert err < 0.5 * c.learning_rate, err
 print('ok', err)
-'''
+"""
     run_on_forced_host_devices(script, 4, timeout=900)
 
 
 def test_export_reads_back_and_loads_into_the_pipeline(models, tmp_path):
     from flax import nnx
+
     from liveportrait_jax.training.export import export_stitching_module
     from liveportrait_jax.weights import load_torch_checkpoint
+
     rng = np.random.default_rng(0)
     eye = nnx.to_pure_dict(models.states['eye'])
-    eye = {'mlp': {k: {n: np.asarray(v) + rng.normal(size=np.shape(v)).astype(np.float32) * 0.1
-                       for n, v in layer.items()} for k, layer in eye['mlp'].items()}}
-    path = export_stitching_module(models, tmp_path / 'stitching_retargeting_module.pth',
-                                   overrides={'eye': eye})
+    eye = {
+        'mlp': {
+            k: {
+                n: np.asarray(v) + rng.normal(size=np.shape(v)).astype(np.float32) * 0.1
+                for n, v in layer.items()
+            }
+            for k, layer in eye['mlp'].items()
+        }
+    }
+    path = export_stitching_module(
+        models, tmp_path / 'stitching_retargeting_module.pth', overrides={'eye': eye}
+    )
     sd = load_torch_checkpoint(path)
     assert set(sd) == {'retarget_shoulder', 'retarget_mouth', 'retarget_eye'}
     assert 'module.mlp.10.weight' in sd['retarget_eye']
-    np.testing.assert_array_equal(sd['retarget_eye']['module.mlp.0.weight'], eye['mlp']['0']['kernel'].T)
+    np.testing.assert_array_equal(
+        sd['retarget_eye']['module.mlp.0.weight'], eye['mlp']['0']['kernel'].T
+    )
     # The exported file, loaded back into the pipeline, gives the overridden head.
     swapped = lp.with_stitching_weights(models, path)
     x_s = rng.normal(size=(2, 21, 3)).astype(np.float32)
     ratio = rng.uniform(0, 0.4, (2, 3)).astype(np.float32)
     from flax import nnx as _nnx
+
     head = models.networks['eye']
     graphdef, state = _nnx.split(head)
     _nnx.replace_by_pure_dict(state, eye)
     want = _nnx.merge(graphdef, state)(np.concatenate([x_s.reshape(2, -1), ratio], 1))
-    np.testing.assert_allclose(np.asarray(swapped.retarget_eye(x_s, ratio)).reshape(2, -1),
-                               np.asarray(want), atol=1e-6)
-    np.testing.assert_array_equal(np.asarray(swapped.stitching(x_s, x_s)),
-                                  np.asarray(models.stitching(x_s, x_s)))
+    np.testing.assert_allclose(
+        np.asarray(swapped.retarget_eye(x_s, ratio)).reshape(2, -1), np.asarray(want), atol=1e-6
+    )
+    np.testing.assert_array_equal(
+        np.asarray(swapped.stitching(x_s, x_s)), np.asarray(models.stitching(x_s, x_s))
+    )
     torch = pytest.importorskip('torch')
     loaded = torch.load(path, weights_only=True)
-    np.testing.assert_array_equal(loaded['retarget_eye']['module.mlp.0.weight'].numpy(),
-                                  sd['retarget_eye']['module.mlp.0.weight'])
+    np.testing.assert_array_equal(
+        loaded['retarget_eye']['module.mlp.0.weight'].numpy(),
+        sd['retarget_eye']['module.mlp.0.weight'],
+    )
 
 
 def test_train_cli_and_animate_with_the_result(prepared, tmp_path):
     from liveportrait_jax.cli import main
+
     workdir = tmp_path / 'run'
     config = os.path.join(REPO, 'configs/train_stitching.py:tiny')
-    assert main(['train', '--config', config, '--workdir', str(workdir),
-                 '--config.total_steps=4', f'--config.data_dir={prepared["out"]}']) == 0
+    assert (
+        main(
+            [
+                'train',
+                '--config',
+                config,
+                '--workdir',
+                str(workdir),
+                '--config.total_steps=4',
+                f'--config.data_dir={prepared["out"]}',
+            ]
+        )
+        == 0
+    )
     exported = workdir / 'stitching_retargeting_module.pth'
     assert exported.is_file() and (workdir / 'history.json').is_file()
     out = tmp_path / 'anim'
-    assert main(['animate', '--demo', '--quiet', '-o', str(out), '--chunk', '4',
-                 '--max-frames', '4', '--stitching-weights', str(exported)]) == 0
+    assert (
+        main(
+            [
+                'animate',
+                '--demo',
+                '--quiet',
+                '-o',
+                str(out),
+                '--chunk',
+                '4',
+                '--max-frames',
+                '4',
+                '--stitching-weights',
+                str(exported),
+            ]
+        )
+        == 0
+    )
     assert (out / 'demo_source--demo_driving.mp4').is_file()
 
 
 def test_train_cli_rejects_bad_overrides(capsys):
     from liveportrait_jax.cli import main
+
     config = os.path.join(REPO, 'configs/train_stitching.py:tiny')
     assert main(['train', '--config', config, '--workdir', 'unused', '--config.nope=1']) == 2
     assert "no key 'nope'" in capsys.readouterr().err
-    assert main(['train', '--config', config, '--workdir', 'unused',
-                 '--config.total_steps=many']) == 2
+    assert (
+        main(['train', '--config', config, '--workdir', 'unused', '--config.total_steps=many']) == 2
+    )
     assert 'total_steps' in capsys.readouterr().err
     with pytest.raises(SystemExit):  # only `train` takes --config.KEY overrides
         main(['bench', '--config.total_steps=1'])
@@ -331,6 +439,7 @@ def test_train_cli_rejects_bad_overrides(capsys):
 
 def test_openness_augmentation_is_deterministic_and_swaps_eyes(prepared):
     from liveportrait_jax.training.openness import augment
+
     batch = TrainData(str(prepared['out'])).sample(0, 0, 4)
     a = augment(batch, np.random.default_rng([0, 5]))
     b = augment(batch, np.random.default_rng([0, 5]))

@@ -39,8 +39,11 @@ def report(models, ref):
     for k in ('pitch', 'yaw', 'roll'):
         add(f'kp_info {k} (deg)', info[k], ref[f'kp_info_{k}'])
     ref_info = {k[8:]: ref[k] for k in ref if k.startswith('kp_info_')}
-    add('rotation', lp.get_rotation_matrix(ref_info['pitch'], ref_info['yaw'], ref_info['roll']),
-        ref['rotation'])
+    add(
+        'rotation',
+        lp.get_rotation_matrix(ref_info['pitch'], ref_info['yaw'], ref_info['roll']),
+        ref['rotation'],
+    )
     add('transform_keypoints', lp.transform_keypoints(ref_info), ref['kp_transformed'])
     x_s, x_d = ref['kp_source'], ref['kp_driving']
     add('S stitching', models.stitching(x_s, x_d), ref['stitching_out'])
@@ -51,8 +54,11 @@ def report(models, ref):
     add('W deformation', w['deformation'], ref['warp_deformation'])
     add('W occlusion', w['occlusion_map'], channels_last(ref['warp_occlusion_map']))
     add('W out', w['out'], channels_last(ref['warp_out']))
-    add('G (on reference W out)', models.decode(channels_last(ref['warp_out'])),
-        channels_last(ref['generator_out']))
+    add(
+        'G (on reference W out)',
+        models.decode(channels_last(ref['warp_out'])),
+        channels_last(ref['generator_out']),
+    )
     add('W+G warp_decode', models.decode(w['out']), channels_last(ref['generator_out']))
     return rows, time.time() - t
 
@@ -77,8 +83,14 @@ def main(argv=None):
     print(f'({seconds:.1f} s including compilation)')
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump({'dtype': args.dtype, 'rows': [dict(output=n, max_abs=m, mean_abs=a)
-                                                     for n, m, a in rows]}, f, indent=1)
+            json.dump(
+                {
+                    'dtype': args.dtype,
+                    'rows': [dict(output=n, max_abs=m, mean_abs=a) for n, m, a in rows],
+                },
+                f,
+                indent=1,
+            )
     return 0 if all(r[1] <= args.tol for r in rows) else 1
 
 

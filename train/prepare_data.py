@@ -1,7 +1,7 @@
 """Turn a folder of face videos into training shards (crops, landmarks, ratios, frozen M outputs).
 
-    python train/prepare_data.py videos/ data/prepared --weights weights
-    # same as: liveportrait-jax prepare-data videos/ data/prepared --weights weights
+python train/prepare_data.py videos/ data/prepared --weights weights
+# same as: liveportrait-jax prepare-data videos/ data/prepared --weights weights
 """
 
 import sys

@@ -27,8 +27,14 @@ from liveportrait_jax.pipeline.options import options_from_values
 log = logging.getLogger('liveportrait_jax')
 
 # Errors that are the user's input (or a known output failure): shown as their message.
-USER_ERRORS = (InputError, faces.NoFaceError, faces.NoAnimalFaceError, OutputError, ValueError,
-               FileNotFoundError)
+USER_ERRORS = (
+    InputError,
+    faces.NoFaceError,
+    faces.NoAnimalFaceError,
+    OutputError,
+    ValueError,
+    FileNotFoundError,
+)
 
 
 def payload_path(payload):
@@ -93,8 +99,11 @@ def _int(v, name, lo=1, hi=1024):
 
 
 def _timings_md(result, extra=''):
-    lines = [f'**{result.n_frames} frame(s)** at {result.fps:.2f} fps in '
-             f'{result.timings.get("total", 0.0):.1f} s{extra}', '']
+    lines = [
+        f'**{result.n_frames} frame(s)** at {result.fps:.2f} fps in '
+        f'{result.timings.get("total", 0.0):.1f} s{extra}',
+        '',
+    ]
     lines += [f'- {k}: {v:.2f} s' for k, v in result.timings.items() if k != 'total']
     return '\n'.join(lines)
 
@@ -113,8 +122,9 @@ class AppHandlers:
         self.note = f' ({RANDOM_LABEL}: the output is noise)' if models.random_weights else ''
 
     def _run_dir(self, kind):
-        d = os.path.join(self.output_dir, f'{kind}-{time.strftime("%H%M%S")}-'
-                                          f'{uuid.uuid4().hex[:6]}')
+        d = os.path.join(
+            self.output_dir, f'{kind}-{time.strftime("%H%M%S")}-{uuid.uuid4().hex[:6]}'
+        )
         os.makedirs(d, exist_ok=True)
         return d
 
@@ -135,9 +145,11 @@ class AppHandlers:
             kind = kind_of(path)
             if kind == 'video':
                 from liveportrait_jax.io import probe_video
+
                 probe_video(path)
             elif kind == 'template':
                 from liveportrait_jax.io import load_template
+
                 load_template(path)
             else:
                 load_image(path)
@@ -145,72 +157,139 @@ class AppHandlers:
     # -- animation ----------------------------------------------------------------------------
 
     @user_errors
-    def animate(self, source_image, source_video, driving_video, driving_image, driving_pickle,
-                flag_normalize_lip, flag_relative_motion, flag_do_crop, flag_pasteback,
-                flag_stitching, animation_region, driving_option, driving_multiplier,
-                flag_crop_driving_video, scale, vx_ratio, vy_ratio, scale_crop_driving_video,
-                vx_ratio_crop_driving_video, vy_ratio_crop_driving_video,
-                driving_smooth_observation_variance, chunk, source_tab, driving_tab,
-                progress=gr.Progress(track_tqdm=True)):
+    def animate(
+        self,
+        source_image,
+        source_video,
+        driving_video,
+        driving_image,
+        driving_pickle,
+        flag_normalize_lip,
+        flag_relative_motion,
+        flag_do_crop,
+        flag_pasteback,
+        flag_stitching,
+        animation_region,
+        driving_option,
+        driving_multiplier,
+        flag_crop_driving_video,
+        scale,
+        vx_ratio,
+        vy_ratio,
+        scale_crop_driving_video,
+        vx_ratio_crop_driving_video,
+        vy_ratio_crop_driving_video,
+        driving_smooth_observation_variance,
+        chunk,
+        source_tab,
+        driving_tab,
+        progress=gr.Progress(track_tqdm=True),
+    ):
         """Human animation; returns updates for (video, concat video, image, concat image,
         status). The option parameters are named as the AnimateOptions fields they set."""
         options = options_from_values(locals())
         sources = {'Image': payload_path(source_image), 'Video': payload_path(source_video)}
-        drivings = {'Video': payload_path(driving_video), 'Image': payload_path(driving_image),
-                    'Pickle': payload_path(driving_pickle)}
+        drivings = {
+            'Video': payload_path(driving_video),
+            'Image': payload_path(driving_image),
+            'Pickle': payload_path(driving_pickle),
+        }
         source = _pick(sources, source_tab or 'Image')
         driving = _pick(drivings, driving_tab or 'Video')
         if source is None or driving is None:
-            raise gr.Error('Please upload the source portrait (image or video) and a driving '
-                           'video, image or motion template (.pkl).')
+            raise gr.Error(
+                'Please upload the source portrait (image or video) and a driving '
+                'video, image or motion template (.pkl).'
+            )
         return self._animate(source, driving, options, chunk, progress, gif=False)
 
     @user_errors
-    def animate_animals(self, source_image, driving_video, driving_pickle, flag_do_crop,
-                        flag_pasteback, driving_multiplier, flag_stitching,
-                        flag_crop_driving_video, crop_box, scale_crop_driving_video,
-                        vx_ratio_crop_driving_video, vy_ratio_crop_driving_video, chunk,
-                        driving_tab, progress=gr.Progress(track_tqdm=True)):
+    def animate_animals(
+        self,
+        source_image,
+        driving_video,
+        driving_pickle,
+        flag_do_crop,
+        flag_pasteback,
+        driving_multiplier,
+        flag_stitching,
+        flag_crop_driving_video,
+        crop_box,
+        scale_crop_driving_video,
+        vx_ratio_crop_driving_video,
+        vy_ratio_crop_driving_video,
+        chunk,
+        driving_tab,
+        progress=gr.Progress(track_tqdm=True),
+    ):
         """Animal animation; returns updates for (video, gif, concat video, status)."""
         options = options_from_values(locals(), flag_write_gif=True)
         source = payload_path(source_image)
-        driving = _pick({'Video': payload_path(driving_video),
-                         'Pickle': payload_path(driving_pickle)}, driving_tab or 'Pickle')
+        driving = _pick(
+            {'Video': payload_path(driving_video), 'Pickle': payload_path(driving_pickle)},
+            driving_tab or 'Pickle',
+        )
         if source is None or driving is None:
-            raise gr.Error('Please upload the source animal image and a driving video or '
-                           'motion template (.pkl).')
+            raise gr.Error(
+                'Please upload the source animal image and a driving video or '
+                'motion template (.pkl).'
+            )
         try:
             return self._animate(source, driving, options, chunk, progress, gif=True)
         except faces.NoAnimalFaceError as e:
-            raise InputError(f'{e}: in this app, give it in the crop box field '
-                             '(x0,y0,x1,y1 in pixels of the photo)') from None
+            raise InputError(
+                f'{e}: in this app, give it in the crop box field '
+                '(x0,y0,x1,y1 in pixels of the photo)'
+            ) from None
 
     def _animate(self, source, driving, options, chunk, progress, *, gif):
         chunk = _int(chunk, 'chunk size', 1, 256)
         if kind_of(driving) == 'video' and not options.flag_crop_driving_video:
             from liveportrait_jax.io import probe_video
+
             info = probe_video(driving)
             if info.width != info.height:
-                gr.Info('The driving video is not square: it is cropped to the face '
-                        'automatically.', duration=3)
+                gr.Info(
+                    'The driving video is not square: it is cropped to the face automatically.',
+                    duration=3,
+                )
         progress(0.0, desc='reading and cropping the inputs')
         t = time.perf_counter()
-        result = animate(self.models, source, driving, self._run_dir('animation'), options,
-                         chunk=chunk, animals=self.animals, progress=True)
+        result = animate(
+            self.models,
+            source,
+            driving,
+            self._run_dir('animation'),
+            options,
+            chunk=chunk,
+            animals=self.animals,
+            progress=True,
+        )
         log.info('app: animated %d frames in %.1f s', result.n_frames, time.perf_counter() - t)
         status = _timings_md(result, self.note)
         gr.Info('Done!', duration=2)
         if gif:
-            return (gr.update(value=result.output), gr.update(value=result.gif),
-                    gr.update(value=result.concat), status)
+            return (
+                gr.update(value=result.output),
+                gr.update(value=result.gif),
+                gr.update(value=result.concat),
+                status,
+            )
         if result.output.endswith('.jpg'):  # image source and driving image: a still
-            return (gr.update(value=None, visible=False), gr.update(value=None, visible=False),
-                    gr.update(value=result.output, visible=True),
-                    gr.update(value=result.concat, visible=result.concat is not None), status)
-        return (gr.update(value=result.output, visible=True),
+            return (
+                gr.update(value=None, visible=False),
+                gr.update(value=None, visible=False),
+                gr.update(value=result.output, visible=True),
                 gr.update(value=result.concat, visible=result.concat is not None),
-                gr.update(value=None, visible=False), gr.update(value=None, visible=False),
-                status)
+                status,
+            )
+        return (
+            gr.update(value=result.output, visible=True),
+            gr.update(value=result.concat, visible=result.concat is not None),
+            gr.update(value=None, visible=False),
+            gr.update(value=None, visible=False),
+            status,
+        )
 
     # -- portrait editing ---------------------------------------------------------------------
 
@@ -226,8 +305,9 @@ class AppHandlers:
                     self._prepared.move_to_end(key)
                     return self._prepared[key]
             img = load_image(path)
-            prepared = editing.prepare_portrait(self.models, img, scale=scale,
-                                                do_crop=bool(do_crop), name=display_name(path))
+            prepared = editing.prepare_portrait(
+                self.models, img, scale=scale, do_crop=bool(do_crop), name=display_name(path)
+            )
             with self._lock:
                 self._prepared[key] = prepared
                 while len(self._prepared) > 4:
@@ -245,23 +325,56 @@ class AppHandlers:
         return gr.update(value=eye), gr.update(value=lip)
 
     @user_errors
-    def edit(self, eye_ratio, lip_ratio, head_pitch, head_yaw, head_roll, mov_x, mov_y, mov_z,
-             lip_variation_zero, lip_variation_one, lip_variation_two, lip_variation_three, smile,
-             wink, eyebrow, eyeball_direction_x, eyeball_direction_y, image, scale, stitching,
-             do_crop, progress=gr.Progress()):
+    def edit(
+        self,
+        eye_ratio,
+        lip_ratio,
+        head_pitch,
+        head_yaw,
+        head_roll,
+        mov_x,
+        mov_y,
+        mov_z,
+        lip_variation_zero,
+        lip_variation_one,
+        lip_variation_two,
+        lip_variation_three,
+        smile,
+        wink,
+        eyebrow,
+        eyeball_direction_x,
+        eyeball_direction_y,
+        image,
+        scale,
+        stitching,
+        do_crop,
+        progress=gr.Progress(),
+    ):
         """Image retargeting with the sliders; returns (edited crop, pasted back)."""
-        values = dict(head_pitch=head_pitch, head_yaw=head_yaw, head_roll=head_roll, mov_x=mov_x,
-                      mov_y=mov_y, mov_z=mov_z, lip_variation_zero=lip_variation_zero,
-                      lip_variation_one=lip_variation_one, lip_variation_two=lip_variation_two,
-                      lip_variation_three=lip_variation_three, smile=smile, wink=wink,
-                      eyebrow=eyebrow, eyeball_direction_x=eyeball_direction_x,
-                      eyeball_direction_y=eyeball_direction_y)
+        values = dict(
+            head_pitch=head_pitch,
+            head_yaw=head_yaw,
+            head_roll=head_roll,
+            mov_x=mov_x,
+            mov_y=mov_y,
+            mov_z=mov_z,
+            lip_variation_zero=lip_variation_zero,
+            lip_variation_one=lip_variation_one,
+            lip_variation_two=lip_variation_two,
+            lip_variation_three=lip_variation_three,
+            smile=smile,
+            wink=wink,
+            eyebrow=eyebrow,
+            eyeball_direction_x=eyeball_direction_x,
+            eyeball_direction_y=eyeball_direction_y,
+        )
         progress(0.1, desc='cropping and encoding the portrait')
         prepared = self._prepare(image, scale, do_crop)
         sliders = editing.EditSliders(
             eye_ratio=None if eye_ratio is None else _float(eye_ratio, 'eyes-open ratio'),
             lip_ratio=None if lip_ratio is None else _float(lip_ratio, 'lip-open ratio'),
-            **{k: _float(v, k) for k, v in values.items()})
+            **{k: _float(v, k) for k, v in values.items()},
+        )
         progress(0.5, desc='rendering')
         res = editing.render_edit(self.models, prepared, sliders, stitching=bool(stitching))
         return res.crop, res.pasted
@@ -269,8 +382,17 @@ class AppHandlers:
     # -- video lip retargeting ----------------------------------------------------------------
 
     @user_errors
-    def retarget_video(self, lip_ratio, video, scale, smooth_variance, silence, do_crop, chunk,
-                       progress=gr.Progress(track_tqdm=True)):
+    def retarget_video(
+        self,
+        lip_ratio,
+        video,
+        scale,
+        smooth_variance,
+        silence,
+        do_crop,
+        chunk,
+        progress=gr.Progress(track_tqdm=True),
+    ):
         """Returns (concat video, pasted-back video)."""
         path = payload_path(video)
         if path is None:
@@ -279,11 +401,17 @@ class AppHandlers:
             raise InputError(f'{display_name(path)!r}: expected a video file')
         progress(0.0, desc='reading and cropping the video')
         out = editing.retarget_video(
-            self.models, path, self._run_dir('retargeting'),
+            self.models,
+            path,
+            self._run_dir('retargeting'),
             lip_ratio=None if lip_ratio is None else _float(lip_ratio, 'lip-open ratio'),
-            silence=bool(silence), scale=_float(scale, 'crop scale'),
+            silence=bool(silence),
+            scale=_float(scale, 'crop scale'),
             smooth_observation_variance=_float(smooth_variance, 'motion smooth strength'),
-            do_crop=bool(do_crop), chunk=_int(chunk, 'chunk size', 1, 256), progress=True)
+            do_crop=bool(do_crop),
+            chunk=_int(chunk, 'chunk size', 1, 256),
+            progress=True,
+        )
         gr.Info('Done!', duration=2)
         return out.concat, out.output
 
@@ -299,5 +427,8 @@ def _pick(paths, tab):
 def neutral_slider_values():
     """Reset values: the SLIDERS, the editing crop scale, stitching and crop as by default."""
     d = AnimateOptions()
-    return tuple(s.neutral for s in editing.SLIDERS) + (editing.EDIT_SOURCE_SCALE,
-                                                        d.flag_stitching, d.flag_do_crop)
+    return tuple(s.neutral for s in editing.SLIDERS) + (
+        editing.EDIT_SOURCE_SCALE,
+        d.flag_stitching,
+        d.flag_do_crop,
+    )

@@ -1,8 +1,9 @@
 """Model loading for the app: the converted weights, or labelled random weights (demo mode)."""
 
 
-def load_app_models(weights='weights', *, animals=False, demo=False, config='tiny',
-                    dtype='float32'):
+def load_app_models(
+    weights='weights', *, animals=False, demo=False, config='tiny', dtype='float32'
+):
     """The model set for the app; falls back to RANDOM weights (demo mode) when none are found.
 
     Args:
@@ -16,5 +17,12 @@ def load_app_models(weights='weights', *, animals=False, demo=False, config='tin
       LivePortraitModels; `.random_weights` is True in demo mode (the page then says so).
     """
     from liveportrait_jax.demo import load_models_or_demo
-    return load_models_or_demo(weights, variant='animals' if animals else 'human', dtype=dtype,
-                               demo=demo, fallback=True, demo_config=config)
+
+    return load_models_or_demo(
+        weights,
+        variant='animals' if animals else 'human',
+        dtype=dtype,
+        demo=demo,
+        fallback=True,
+        demo_config=config,
+    )

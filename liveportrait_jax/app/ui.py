@@ -20,14 +20,22 @@ from liveportrait_jax.pipeline.options import SCHEMA
 
 log = logging.getLogger('liveportrait_jax')
 
-RANDOM_BANNER = (f'{RANDOM_LABEL} mode: these models were initialised at random, so every '
-                 'result is noise, not an animation. Convert the released LivePortrait weights '
-                 '(README, "Weights") and start the app with --weights DIR.')
-_BANNER_HTML = ('<div id="lp-random-weights" style="background:#b91c1c;color:#fff;'
-                'padding:10px 14px;border-radius:8px;font-weight:600">&#9888; {}</div>')
+RANDOM_BANNER = (
+    f'{RANDOM_LABEL} mode: these models were initialised at random, so every '
+    'result is noise, not an animation. Convert the released LivePortrait weights '
+    '(README, "Weights") and start the app with --weights DIR.'
+)
+_BANNER_HTML = (
+    '<div id="lp-random-weights" style="background:#b91c1c;color:#fff;'
+    'padding:10px 14px;border-radius:8px;font-weight:600">&#9888; {}</div>'
+)
 SOURCE_CROP_FIELDS = ('flag_do_crop', 'scale', 'vx_ratio', 'vy_ratio')
-DRIVING_CROP_FIELDS = ('flag_crop_driving_video', 'scale_crop_driving_video',
-                       'vx_ratio_crop_driving_video', 'vy_ratio_crop_driving_video')
+DRIVING_CROP_FIELDS = (
+    'flag_crop_driving_video',
+    'scale_crop_driving_video',
+    'vx_ratio_crop_driving_video',
+    'vy_ratio_crop_driving_video',
+)
 
 
 def _control(name, value=None, label=None):
@@ -42,8 +50,14 @@ def _control(name, value=None, label=None):
         return gr.Radio(list(m['choices']), value=value, **kw)
     if name == 'crop_box':
         return gr.Textbox(','.join(map(str, value or ())), placeholder='e.g. 120,80,420,380', **kw)
-    return gr.Number(value, minimum=m['min'], maximum=m['max'], step=m['step'],
-                     precision=0 if field.type is int else None, **kw)
+    return gr.Number(
+        value,
+        minimum=m['min'],
+        maximum=m['max'],
+        step=m['step'],
+        precision=0 if field.type is int else None,
+        **kw,
+    )
 
 
 def _controls(names):
@@ -59,16 +73,21 @@ def _inputs(handler, components):
 
 def _options_md(animals):
     if animals:
-        return ('Upload an animal photo (a cat-face detector crops it; or give a crop box) and a '
-                'driving video of a human face or a motion template (.pkl), then press '
-                '**Animate**.')
-    return ('Upload a source portrait (image or video) and a driving video, driving image or '
-            'motion template (.pkl), then press **Animate**. Results are written to the '
-            'output directory as well as shown here.')
+        return (
+            'Upload an animal photo (a cat-face detector crops it; or give a crop box) and a '
+            'driving video of a human face or a motion template (.pkl), then press '
+            '**Animate**.'
+        )
+    return (
+        'Upload a source portrait (image or video) and a driving video, driving image or '
+        'motion template (.pkl), then press **Animate**. Results are written to the '
+        'output directory as well as shown here.'
+    )
 
 
-def build_app(models, *, animals=False, output_dir=None, default_chunk=8, examples=True,
-              title=None):
+def build_app(
+    models, *, animals=False, output_dir=None, default_chunk=8, examples=True, title=None
+):
     """The app's gr.Blocks for `models` (human or animal set).
 
     Args:
@@ -87,8 +106,10 @@ def build_app(models, *, animals=False, output_dir=None, default_chunk=8, exampl
     with gr.Blocks(title=title, analytics_enabled=False) as app:
         app.lp_handlers = h
         app.lp_output_dir = output_dir
-        gr.Markdown(f'# {title}\nPortrait animation with stitching and retargeting control '
-                    '(LivePortrait, Guo et al. 2024), running on JAX.')
+        gr.Markdown(
+            f'# {title}\nPortrait animation with stitching and retargeting control '
+            '(LivePortrait, Guo et al. 2024), running on JAX.'
+        )
         if models.random_weights:
             gr.HTML(_BANNER_HTML.format(RANDOM_BANNER), elem_id='lp-banner')
         if animals:
@@ -106,15 +127,25 @@ def launch_app(app, *, host='127.0.0.1', port=7860, block=True, quiet=False):
     """Serves `app` locally (no share link). block=False returns at once (server in a thread);
     returns (server app, local url)."""
     server, url, _ = app.launch(
-        server_name=host, server_port=port, share=False, inbrowser=False, ssr_mode=False,
-        prevent_thread_lock=not block, show_error=True, quiet=quiet, pwa=False,
-        mcp_server=False, allowed_paths=[getattr(app, 'lp_output_dir', tempfile.gettempdir())])
+        server_name=host,
+        server_port=port,
+        share=False,
+        inbrowser=False,
+        ssr_mode=False,
+        prevent_thread_lock=not block,
+        show_error=True,
+        quiet=quiet,
+        pwa=False,
+        mcp_server=False,
+        allowed_paths=[getattr(app, 'lp_output_dir', tempfile.gettempdir())],
+    )
     return server, url
 
 
 def _demo_media(output_dir):
     try:
         from liveportrait_jax.pipeline.demo import write_demo_inputs
+
         return write_demo_inputs(os.path.join(output_dir, 'demo_inputs'), n_frames=24, fps=12)
     except Exception as e:  # examples are a convenience; never fail the app over them
         log.warning('demo media not written: %s', e)
@@ -127,18 +158,32 @@ DEVICE = dict(concurrency_id='device', concurrency_limit=1)
 
 def _out_video(label, elem_id):
     # No 'share' button: it uploads to Hugging Face; results stay on this machine.
-    return gr.Video(label=label, autoplay=False, interactive=False, buttons=['download'],
-                    elem_id=elem_id)
+    return gr.Video(
+        label=label, autoplay=False, interactive=False, buttons=['download'], elem_id=elem_id
+    )
 
 
 def _out_image(label, elem_id, *, type='filepath', visible=True):
-    return gr.Image(type=type, label=label, interactive=False, format='png', visible=visible,
-                    buttons=['download', 'fullscreen'], elem_id=elem_id)
+    return gr.Image(
+        type=type,
+        label=label,
+        interactive=False,
+        format='png',
+        visible=visible,
+        buttons=['download', 'fullscreen'],
+        elem_id=elem_id,
+    )
 
 
 def _chunk_control(default_chunk, elem_id):
-    return gr.Slider(1, 64, value=default_chunk, step=1, label='chunk size (frames per device '
-                     'batch; larger is faster on a GPU, needs more memory)', elem_id=elem_id)
+    return gr.Slider(
+        1,
+        64,
+        value=default_chunk,
+        step=1,
+        label='chunk size (frames per device batch; larger is faster on a GPU, needs more memory)',
+        elem_id=elem_id,
+    )
 
 
 def _selected(tab_items, state):
@@ -148,6 +193,7 @@ def _selected(tab_items, state):
 
 # -- human animation -------------------------------------------------------------------------
 
+
 def _human_animation(h, default_chunk, demo_media):
     gr.Markdown('## Animation\n' + _options_md(False))
     source_tab = gr.State('Image')
@@ -156,95 +202,159 @@ def _human_animation(h, default_chunk, demo_media):
         with gr.Column():
             with gr.Tabs():
                 with gr.Tab('Source Image') as t_img:
-                    source_image = gr.Image(type='filepath', label='source portrait',
-                                            sources=['upload', 'clipboard'],
-                                            elem_id='lp-source-image')
+                    source_image = gr.Image(
+                        type='filepath',
+                        label='source portrait',
+                        sources=['upload', 'clipboard'],
+                        elem_id='lp-source-image',
+                    )
                 with gr.Tab('Source Video') as t_vid:
-                    source_video = gr.Video(label='source video', sources=['upload'],
-                                            elem_id='lp-source-video')
+                    source_video = gr.Video(
+                        label='source video', sources=['upload'], elem_id='lp-source-video'
+                    )
             _selected([(t_img, 'Image'), (t_vid, 'Video')], source_tab)
             with gr.Accordion('Cropping options for the source image or video', open=True):
                 c = _controls(SOURCE_CROP_FIELDS)
         with gr.Column():
             with gr.Tabs():
                 with gr.Tab('Driving Video') as d_vid:
-                    driving_video = gr.Video(label='driving video', sources=['upload'],
-                                             elem_id='lp-driving-video')
+                    driving_video = gr.Video(
+                        label='driving video', sources=['upload'], elem_id='lp-driving-video'
+                    )
                 with gr.Tab('Driving Image') as d_img:
-                    driving_image = gr.Image(type='filepath', label='driving image',
-                                             sources=['upload', 'clipboard'],
-                                             elem_id='lp-driving-image')
+                    driving_image = gr.Image(
+                        type='filepath',
+                        label='driving image',
+                        sources=['upload', 'clipboard'],
+                        elem_id='lp-driving-image',
+                    )
                 with gr.Tab('Driving Pickle') as d_pkl:
-                    driving_pickle = gr.File(label='motion template (.pkl)', file_types=['.pkl'],
-                                             elem_id='lp-driving-pickle')
+                    driving_pickle = gr.File(
+                        label='motion template (.pkl)',
+                        file_types=['.pkl'],
+                        elem_id='lp-driving-pickle',
+                    )
             _selected([(d_vid, 'Video'), (d_img, 'Image'), (d_pkl, 'Pickle')], driving_tab)
             with gr.Accordion('Cropping options for the driving video', open=True):
                 c.update(_controls(DRIVING_CROP_FIELDS))
     if demo_media:
-        gr.Examples([[demo_media[0], demo_media[1]]], [source_image, driving_video],
-                    label='Built-in demo media (scikit-image astronaut, synthesised clip)',
-                    cache_examples=False)
+        gr.Examples(
+            [[demo_media[0], demo_media[1]]],
+            [source_image, driving_video],
+            label='Built-in demo media (scikit-image astronaut, synthesised clip)',
+            cache_examples=False,
+        )
     with gr.Accordion('Animation options', open=True):
-        c.update(_controls(('flag_normalize_lip', 'flag_relative_motion', 'flag_pasteback',
-                            'flag_stitching', 'animation_region', 'driving_option',
-                            'driving_multiplier', 'driving_smooth_observation_variance')))
+        c.update(
+            _controls(
+                (
+                    'flag_normalize_lip',
+                    'flag_relative_motion',
+                    'flag_pasteback',
+                    'flag_stitching',
+                    'animation_region',
+                    'driving_option',
+                    'driving_multiplier',
+                    'driving_smooth_observation_variance',
+                )
+            )
+        )
         chunk = _chunk_control(default_chunk, 'lp-chunk')
     button = gr.Button('Animate', variant='primary', elem_id='lp-animate-btn')
     with gr.Row():
         out_video = _out_video('The animated video in the original image space', 'lp-anim-video')
         out_concat = _out_video('The animated video (driving | source | result)', 'lp-anim-concat')
     with gr.Row():
-        out_image = _out_image('The animated image in the original image space',
-                               'lp-anim-image', visible=False)
-        out_concat_image = _out_image('The animated image', 'lp-anim-concat-image',
-                                      visible=False)
+        out_image = _out_image(
+            'The animated image in the original image space', 'lp-anim-image', visible=False
+        )
+        out_concat_image = _out_image('The animated image', 'lp-anim-concat-image', visible=False)
     status = gr.Markdown(elem_id='lp-anim-status')
-    gr.ClearButton([source_image, source_video, driving_video, driving_image, driving_pickle,
-                    out_video, out_concat, out_image, out_concat_image], value='Clear')
+    gr.ClearButton(
+        [
+            source_image,
+            source_video,
+            driving_video,
+            driving_image,
+            driving_pickle,
+            out_video,
+            out_concat,
+            out_image,
+            out_concat_image,
+        ],
+        value='Clear',
+    )
 
     source_image.upload(h.check_image, source_image, None, preprocess=False)
     driving_image.upload(h.check_image, driving_image, None, preprocess=False)
     for comp in (source_video, driving_video, driving_pickle):
         comp.upload(h.check_media, comp, None, preprocess=False)
-    c.update(source_image=source_image, source_video=source_video, driving_video=driving_video,
-             driving_image=driving_image, driving_pickle=driving_pickle, chunk=chunk,
-             source_tab=source_tab, driving_tab=driving_tab)
+    c.update(
+        source_image=source_image,
+        source_video=source_video,
+        driving_video=driving_video,
+        driving_image=driving_image,
+        driving_pickle=driving_pickle,
+        chunk=chunk,
+        source_tab=source_tab,
+        driving_tab=driving_tab,
+    )
     button.click(
-        h.animate, _inputs(h.animate, c),
-        [out_video, out_concat, out_image, out_concat_image, status], preprocess=False,
-        show_progress='full', **DEVICE)
+        h.animate,
+        _inputs(h.animate, c),
+        [out_video, out_concat, out_image, out_concat_image, status],
+        preprocess=False,
+        show_progress='full',
+        **DEVICE,
+    )
 
 
 # -- animal animation ------------------------------------------------------------------------
+
 
 def _animal_animation(h, default_chunk, demo_media):
     gr.Markdown('## Animation (animals)\n' + _options_md(True))
     driving_tab = gr.State('Pickle')
     with gr.Row():
         with gr.Column():
-            source_image = gr.Image(type='filepath', label='source animal image',
-                                    sources=['upload', 'clipboard'], elem_id='lp-source-image')
+            source_image = gr.Image(
+                type='filepath',
+                label='source animal image',
+                sources=['upload', 'clipboard'],
+                elem_id='lp-source-image',
+            )
             with gr.Accordion('Cropping options for the source image', open=True):
                 c = _controls(('flag_do_crop', 'crop_box'))
         with gr.Column():
             with gr.Tabs():
                 with gr.Tab('Driving Pickle') as d_pkl:
-                    driving_pickle = gr.File(label='motion template (.pkl)', file_types=['.pkl'],
-                                             elem_id='lp-driving-pickle')
+                    driving_pickle = gr.File(
+                        label='motion template (.pkl)',
+                        file_types=['.pkl'],
+                        elem_id='lp-driving-pickle',
+                    )
                 with gr.Tab('Driving Video') as d_vid:
-                    driving_video = gr.Video(label='driving video', sources=['upload'],
-                                             elem_id='lp-driving-video')
+                    driving_video = gr.Video(
+                        label='driving video', sources=['upload'], elem_id='lp-driving-video'
+                    )
             _selected([(d_pkl, 'Pickle'), (d_vid, 'Video')], driving_tab)
             with gr.Accordion('Cropping options for the driving video', open=True):
                 c.update(_controls(DRIVING_CROP_FIELDS))
     if demo_media:
-        gr.Examples([[demo_media[1]]], [driving_video],
-                    label='Built-in driving clip (synthesised from the astronaut)',
-                    cache_examples=False)
+        gr.Examples(
+            [[demo_media[1]]],
+            [driving_video],
+            label='Built-in driving clip (synthesised from the astronaut)',
+            cache_examples=False,
+        )
     with gr.Accordion('Animation options', open=False):
         with gr.Row():  # the reference's animal app: no stitching, no paste-back
-            c.update({name: _control(name, False, f'{name[5:]} (not recommended)')
-                      for name in ('flag_stitching', 'flag_pasteback')})
+            c.update(
+                {
+                    name: _control(name, False, f'{name[5:]} (not recommended)')
+                    for name in ('flag_stitching', 'flag_pasteback')
+                }
+            )
             c['driving_multiplier'] = _control('driving_multiplier')
         chunk = _chunk_control(default_chunk, 'lp-chunk')
     button = gr.Button('Animate', variant='primary', elem_id='lp-animate-btn')
@@ -253,38 +363,59 @@ def _animal_animation(h, default_chunk, demo_media):
         out_gif = _out_image('The animated gif in the cropped image space', 'lp-anim-gif')
         out_concat = _out_video('The animated video', 'lp-anim-concat')
     status = gr.Markdown(elem_id='lp-anim-status')
-    gr.ClearButton([source_image, driving_video, driving_pickle, out_video, out_gif, out_concat],
-                   value='Clear')
+    gr.ClearButton(
+        [source_image, driving_video, driving_pickle, out_video, out_gif, out_concat], value='Clear'
+    )
     source_image.upload(h.check_image, source_image, None, preprocess=False)
     for comp in (driving_video, driving_pickle):
         comp.upload(h.check_media, comp, None, preprocess=False)
-    c.update(source_image=source_image, driving_video=driving_video,
-             driving_pickle=driving_pickle, chunk=chunk, driving_tab=driving_tab)
+    c.update(
+        source_image=source_image,
+        driving_video=driving_video,
+        driving_pickle=driving_pickle,
+        chunk=chunk,
+        driving_tab=driving_tab,
+    )
     button.click(
-        h.animate_animals, _inputs(h.animate_animals, c),
-        [out_video, out_gif, out_concat, status], preprocess=False, show_progress='full',
-        **DEVICE)
+        h.animate_animals,
+        _inputs(h.animate_animals, c),
+        [out_video, out_gif, out_concat, status],
+        preprocess=False,
+        show_progress='full',
+        **DEVICE,
+    )
 
 
 # -- image editing (retargeting) -------------------------------------------------------------
 
+
 def _slider(s, elem_prefix='lp-slider-'):
-    return gr.Slider(s.minimum, s.maximum, value=s.neutral, step=s.step, label=s.label,
-                     elem_id=elem_prefix + s.name)
+    return gr.Slider(
+        s.minimum,
+        s.maximum,
+        value=s.neutral,
+        step=s.step,
+        label=s.label,
+        elem_id=elem_prefix + s.name,
+    )
 
 
 def _image_editing(h, demo_media):
-    gr.Markdown('## Portrait editing (image retargeting)\nUpload a portrait; the eyes-open and '
-                'lip-open sliders start at its own ratios. Move a slider (or press **Retarget '
-                'image**) to render.')
+    gr.Markdown(
+        '## Portrait editing (image retargeting)\nUpload a portrait; the eyes-open and '
+        'lip-open sliders start at its own ratios. Move a slider (or press **Retarget '
+        'image**) to render.'
+    )
     lo, hi, step = editing.RATIO_RANGE
     with gr.Row():
         do_crop, stitching = _control('flag_do_crop'), _control('flag_stitching')
         scale = _control('scale', editing.EDIT_SOURCE_SCALE)
-        eye = gr.Slider(lo, hi, value=0.0, step=step, label='target eyes-open ratio',
-                        elem_id='lp-eye-ratio')
-        lip = gr.Slider(lo, hi, value=0.0, step=step, label='target lip-open ratio',
-                        elem_id='lp-lip-ratio')
+        eye = gr.Slider(
+            lo, hi, value=0.0, step=step, label='target eyes-open ratio', elem_id='lp-eye-ratio'
+        )
+        lip = gr.Slider(
+            lo, hi, value=0.0, step=step, label='target lip-open ratio', elem_id='lp-lip-ratio'
+        )
     sliders = {}
     with gr.Row():
         with gr.Column():
@@ -306,11 +437,16 @@ def _image_editing(h, demo_media):
         button = gr.Button('Retarget image', variant='primary', elem_id='lp-edit-btn')
     with gr.Row():
         with gr.Column():
-            image = gr.Image(type='filepath', label='Retargeting image input',
-                             sources=['upload', 'clipboard'], elem_id='lp-edit-image')
+            image = gr.Image(
+                type='filepath',
+                label='Retargeting image input',
+                sources=['upload', 'clipboard'],
+                elem_id='lp-edit-image',
+            )
             if demo_media:
-                gr.Examples([[demo_media[0]]], [image], label='Built-in portrait',
-                            cache_examples=False)
+                gr.Examples(
+                    [[demo_media[0]]], [image], label='Built-in portrait', cache_examples=False
+                )
         with gr.Column():
             out_crop = _out_image('Retargeting result', 'lp-edit-crop', type='numpy')
         with gr.Column():
@@ -318,42 +454,66 @@ def _image_editing(h, demo_media):
     gr.ClearButton([image, out_crop, out_pasted], value='Clear')
 
     inputs = [eye, lip] + ordered + [image, scale, stitching, do_crop]
-    image.change(h.init_edit, [image, scale, do_crop, eye, lip], [eye, lip], preprocess=False,
-                 **DEVICE)
+    image.change(
+        h.init_edit, [image, scale, do_crop, eye, lip], [eye, lip], preprocess=False, **DEVICE
+    )
     button.click(h.edit, inputs, [out_crop, out_pasted], preprocess=False, **DEVICE)
     for s in [eye, lip] + ordered:
         s.release(h.edit, inputs, [out_crop, out_pasted], preprocess=False, **DEVICE)
-    reset.click(neutral_slider_values, None, ordered + [scale, stitching, do_crop],
-                preprocess=False, queue=False)
+    reset.click(
+        neutral_slider_values,
+        None,
+        ordered + [scale, stitching, do_crop],
+        preprocess=False,
+        queue=False,
+    )
 
 
 # -- video lip retargeting -------------------------------------------------------------------
 
+
 def _video_retargeting(h, default_chunk, demo_media):
-    gr.Markdown('## Video lip retargeting\nSets the lip-open ratio of every frame of a source '
-                'video (smoothed over time), or keeps the lips silent.')
+    gr.Markdown(
+        '## Video lip retargeting\nSets the lip-open ratio of every frame of a source '
+        'video (smoothed over time), or keeps the lips silent.'
+    )
     lo, hi, step = editing.RATIO_RANGE
     with gr.Row():
         do_crop, scale = _control('flag_do_crop'), _control('scale', editing.VIDEO_SOURCE_SCALE)
-        lip = gr.Slider(lo, hi, value=0.0, step=step, label='target lip-open ratio',
-                        elem_id='lp-video-lip-ratio')
-        smooth = _control('driving_smooth_observation_variance', editing.VIDEO_SMOOTH_VARIANCE,
-                          'motion smooth strength')
+        lip = gr.Slider(
+            lo,
+            hi,
+            value=0.0,
+            step=step,
+            label='target lip-open ratio',
+            elem_id='lp-video-lip-ratio',
+        )
+        smooth = _control(
+            'driving_smooth_observation_variance',
+            editing.VIDEO_SMOOTH_VARIANCE,
+            'motion smooth strength',
+        )
         silence = gr.Checkbox(False, label='keeping the lip silent')
     chunk = _chunk_control(default_chunk, 'lp-video-chunk')
     button = gr.Button('Retarget video', variant='primary', elem_id='lp-retarget-btn')
     with gr.Row():
         with gr.Column():
-            video = gr.Video(label='Retargeting video input', sources=['upload'],
-                             elem_id='lp-retarget-video')
+            video = gr.Video(
+                label='Retargeting video input', sources=['upload'], elem_id='lp-retarget-video'
+            )
             if demo_media:
-                gr.Examples([[demo_media[1]]], [video], label='Built-in clip',
-                            cache_examples=False)
+                gr.Examples([[demo_media[1]]], [video], label='Built-in clip', cache_examples=False)
         with gr.Column():
             out_concat = _out_video('Retargeting result (source | result)', 'lp-retarget-concat')
         with gr.Column():
             out_video = _out_video('Paste-back result', 'lp-retarget-output')
     gr.ClearButton([lip, video, out_concat, out_video], value='Clear')
     video.upload(h.check_media, video, None, preprocess=False)
-    button.click(h.retarget_video, [lip, video, scale, smooth, silence, do_crop, chunk],
-                 [out_concat, out_video], preprocess=False, show_progress='full', **DEVICE)
+    button.click(
+        h.retarget_video,
+        [lip, video, scale, smooth, silence, do_crop, chunk],
+        [out_concat, out_video],
+        preprocess=False,
+        show_progress='full',
+        **DEVICE,
+    )

@@ -8,8 +8,14 @@ import sys
 
 # Subcommand -> module of this package. Modules are imported when the parser is built; each keeps
 # its heavy imports (JAX, OpenCV, Gradio) inside `run`, so `--help` is quick.
-SUBCOMMANDS = {'animate': 'animate', 'convert': 'convert', 'bench': 'bench', 'app': 'app',
-               'train': 'train', 'prepare-data': 'prepare_data'}
+SUBCOMMANDS = {
+    'animate': 'animate',
+    'convert': 'convert',
+    'bench': 'bench',
+    'app': 'app',
+    'train': 'train',
+    'prepare-data': 'prepare_data',
+}
 
 
 def setup_logging():
@@ -22,8 +28,8 @@ def setup_logging():
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog='liveportrait-jax',
-        description='LivePortrait portrait animation in JAX / Flax NNX.')
+        prog='liveportrait-jax', description='LivePortrait portrait animation in JAX / Flax NNX.'
+    )
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     for module in SUBCOMMANDS.values():
         importlib.import_module(f'{__name__}.{module}').add_parser(sub)
@@ -32,6 +38,7 @@ def build_parser():
 
 def main(argv=None):
     from liveportrait_jax.io.errors import OutputError
+
     parser = build_parser()
     # Only `train` takes extra arguments: its --config.KEY=VALUE overrides (ml_collections).
     args, extra = parser.parse_known_args(argv)
@@ -47,8 +54,10 @@ def main(argv=None):
         print(f'liveportrait-jax {args.command}: error: {e}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f'liveportrait-jax {args.command}: interrupted; no partial output was kept',
-              file=sys.stderr)
+        print(
+            f'liveportrait-jax {args.command}: interrupted; no partial output was kept',
+            file=sys.stderr,
+        )
         return 130
 
 

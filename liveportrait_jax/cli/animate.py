@@ -11,27 +11,53 @@ log = logging.getLogger('liveportrait_jax')
 
 def add_parser(sub):
     p = sub.add_parser(
-        'animate', help='animate a portrait with a driving video, image or template',
+        'animate',
+        help='animate a portrait with a driving video, image or template',
         description='Animate a source portrait (image or video) with a driving video, driving '
-                    'image or motion template (.pkl). Writes <source>--<driving>.mp4, a '
-                    '_concat.mp4 comparison (driving | source | result) and the driving motion as '
-                    '<driving>.pkl to OUTDIR.')
-    p.add_argument('-s', '--source', help='source portrait image or video (default: built-in '
-                   'demo media, the scikit-image astronaut)')
-    p.add_argument('-d', '--driving', help='driving video, image or motion template (.pkl) '
-                   '(default: a clip synthesised from the astronaut)')
-    p.add_argument('-o', '--output-dir', default='animations', metavar='OUTDIR',
-                   help='output directory (default: animations)')
+        'image or motion template (.pkl). Writes <source>--<driving>.mp4, a '
+        '_concat.mp4 comparison (driving | source | result) and the driving motion as '
+        '<driving>.pkl to OUTDIR.',
+    )
+    p.add_argument(
+        '-s',
+        '--source',
+        help='source portrait image or video (default: built-in '
+        'demo media, the scikit-image astronaut)',
+    )
+    p.add_argument(
+        '-d',
+        '--driving',
+        help='driving video, image or motion template (.pkl) '
+        '(default: a clip synthesised from the astronaut)',
+    )
+    p.add_argument(
+        '-o',
+        '--output-dir',
+        default='animations',
+        metavar='OUTDIR',
+        help='output directory (default: animations)',
+    )
     add_model_arguments(p, 'every frame')
     p.add_argument('--chunk', type=int, default=8, help='frames per device batch (default 8)')
-    p.add_argument('--max-frames', type=int, default=None, metavar='N',
-                   help='read at most the first N frames of each video input (the driving video, '
-                        'and the source when it is a video); default: all')
-    p.add_argument('--lip-array', metavar='FILE',
-                   help="neutral-lip expression (.npy of 63 values, or the reference's "
-                        'lip_array.pkl) for image-driven relative motion')
-    p.add_argument('--stitching-weights', metavar='PTH',
-                   help='a stitching_retargeting_module.pth (e.g. fine-tuned) replacing S')
+    p.add_argument(
+        '--max-frames',
+        type=int,
+        default=None,
+        metavar='N',
+        help='read at most the first N frames of each video input (the driving video, '
+        'and the source when it is a video); default: all',
+    )
+    p.add_argument(
+        '--lip-array',
+        metavar='FILE',
+        help="neutral-lip expression (.npy of 63 values, or the reference's "
+        'lip_array.pkl) for image-driven relative motion',
+    )
+    p.add_argument(
+        '--stitching-weights',
+        metavar='PTH',
+        help='a stitching_retargeting_module.pth (e.g. fine-tuned) replacing S',
+    )
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     add_option_arguments(p)
     p.set_defaults(func=run)
@@ -40,7 +66,9 @@ def add_parser(sub):
 
 def _load_lip_array(path):
     import numpy as np
+
     from liveportrait_jax.io import InputError, safe_load
+
     if path.endswith('.npy'):
         try:
             arr = np.load(path, allow_pickle=False)
@@ -68,25 +96,43 @@ def run(args):
     models = models_from_args(args, fallback=builtin_media)
     if builtin_media:
         from liveportrait_jax.pipeline.demo import write_demo_inputs
+
         args.source, args.driving = write_demo_inputs(os.path.join(args.output_dir, 'demo_inputs'))
-        log.info('inputs: scikit-image astronaut (public domain) and a driving clip synthesised '
-                 'from it')
+        log.info(
+            'inputs: scikit-image astronaut (public domain) and a driving clip synthesised from it'
+        )
     if args.stitching_weights:
         models = with_stitching_weights(models, args.stitching_weights)
     lip_array = _load_lip_array(args.lip_array) if args.lip_array else None
     log.info('models: %r', models)
-    result = animate(models, args.source, args.driving, args.output_dir, options,
-                     chunk=args.chunk, lip_array=lip_array, animals=args.animals,
-                     progress=not args.quiet, max_frames=args.max_frames)
+    result = animate(
+        models,
+        args.source,
+        args.driving,
+        args.output_dir,
+        options,
+        chunk=args.chunk,
+        lip_array=lip_array,
+        animals=args.animals,
+        progress=not args.quiet,
+        max_frames=args.max_frames,
+    )
     log.info('animated %d frames at %.2f fps', result.n_frames, result.fps)
-    for name, path in (('output', result.output), ('comparison', result.concat),
-                       ('motion template', result.template), ('gif', result.gif)):
+    for name, path in (
+        ('output', result.output),
+        ('comparison', result.concat),
+        ('motion template', result.template),
+        ('gif', result.gif),
+    ):
         if path:
             log.info('  %-16s %s', name, path)
     log.info('timings (s):')
     for stage, seconds in result.timings.items():
         log.info('  %-36s %8.2f', stage, seconds)
     if result.n_frames:
-        log.info('  %-36s %8.1f ms', 'per frame (total / frames)',
-                 1000 * result.timings['total'] / result.n_frames)
+        log.info(
+            '  %-36s %8.1f ms',
+            'per frame (total / frames)',
+            1000 * result.timings['total'] / result.n_frames,
+        )
     return 0

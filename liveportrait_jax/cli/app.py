@@ -10,23 +10,40 @@ log = logging.getLogger('liveportrait_jax')
 
 def add_parser(sub):
     p = sub.add_parser(
-        'app', help='web app: animation, portrait editing, video lip retargeting (Gradio)',
+        'app',
+        help='web app: animation, portrait editing, video lip retargeting (Gradio)',
         description='Serve the web app locally: portrait animation (source image or video; '
-                    'driving video, image or motion template), portrait editing with the '
-                    "reference's retargeting sliders, and video lip retargeting; --animals for "
-                    'the animal model set. Without converted weights it starts in a labelled '
-                    'demo mode with RANDOM weights. Nothing is fetched from the internet and no '
-                    'share link is made.')
+        'driving video, image or motion template), portrait editing with the '
+        "reference's retargeting sliders, and video lip retargeting; --animals for "
+        'the animal model set. Without converted weights it starts in a labelled '
+        'demo mode with RANDOM weights. Nothing is fetched from the internet and no '
+        'share link is made.',
+    )
     add_model_arguments(p, 'every result')
-    p.add_argument('--host', default='127.0.0.1',
-                   help='address to listen on (default 127.0.0.1, this machine only)')
+    p.add_argument(
+        '--host',
+        default='127.0.0.1',
+        help='address to listen on (default 127.0.0.1, this machine only)',
+    )
     p.add_argument('--port', type=int, default=7860, help='port (default 7860)')
-    p.add_argument('--output-dir', default=None, metavar='DIR',
-                   help='where results are written (default: a new temporary directory)')
-    p.add_argument('--chunk', type=int, default=8,
-                   help="initial value of the page's chunk-size control (default 8)")
-    p.add_argument('--no-examples', dest='examples', action='store_false',
-                   help='do not offer the built-in demo media as examples')
+    p.add_argument(
+        '--output-dir',
+        default=None,
+        metavar='DIR',
+        help='where results are written (default: a new temporary directory)',
+    )
+    p.add_argument(
+        '--chunk',
+        type=int,
+        default=8,
+        help="initial value of the page's chunk-size control (default 8)",
+    )
+    p.add_argument(
+        '--no-examples',
+        dest='examples',
+        action='store_false',
+        help='do not offer the built-in demo media as examples',
+    )
     p.set_defaults(func=run)
     return p
 
@@ -35,14 +52,22 @@ def run(args):
     try:
         import gradio  # noqa: F401
     except ImportError:
-        print("liveportrait-jax app: the web app needs Gradio: pip install 'liveportrait-jax[app]'",
-              file=sys.stderr)
+        print(
+            "liveportrait-jax app: the web app needs Gradio: pip install 'liveportrait-jax[app]'",
+            file=sys.stderr,
+        )
         return 2
     from liveportrait_jax.app import build_app, launch_app
+
     models = models_from_args(args, fallback=True)  # no weights: the labelled demo
     log.info('models: %r', models)
-    app = build_app(models, animals=args.animals, output_dir=args.output_dir,
-                    default_chunk=args.chunk, examples=args.examples)
+    app = build_app(
+        models,
+        animals=args.animals,
+        output_dir=args.output_dir,
+        default_chunk=args.chunk,
+        examples=args.examples,
+    )
     log.info('results go to %s', app.lp_output_dir)
     launch_app(app, host=args.host, port=args.port, block=True)
     return 0

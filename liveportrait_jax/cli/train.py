@@ -10,16 +10,25 @@ log = logging.getLogger('liveportrait_jax')
 
 def add_parser(sub):
     p = sub.add_parser(
-        'train', help='fine-tune the stitching / eye / lip heads (or the openness regressor)',
+        'train',
+        help='fine-tune the stitching / eye / lip heads (or the openness regressor)',
         description='Fine-tune one head with F, M, W and G frozen (README, "Fine-tuning"). '
-                    'Override any config value with --config.KEY=VALUE, e.g. '
-                    '--config.batch_size=1 --config.loss.w_reg=0.5 '
-                    "--config.held_out_videos='(\"a.mp4\",)'.")
-    p.add_argument('--config', required=True, metavar='FILE[:ARG]',
-                   help='a config file and its get_config argument, e.g. '
-                        'configs/train_retargeting_lip.py or configs/train_stitching.py:tiny')
-    p.add_argument('--workdir', required=True,
-                   help='checkpoints, history and the exported head go here (resumes from it)')
+        'Override any config value with --config.KEY=VALUE, e.g. '
+        '--config.batch_size=1 --config.loss.w_reg=0.5 '
+        '--config.held_out_videos=\'("a.mp4",)\'.',
+    )
+    p.add_argument(
+        '--config',
+        required=True,
+        metavar='FILE[:ARG]',
+        help='a config file and its get_config argument, e.g. '
+        'configs/train_retargeting_lip.py or configs/train_stitching.py:tiny',
+    )
+    p.add_argument(
+        '--workdir',
+        required=True,
+        help='checkpoints, history and the exported head go here (resumes from it)',
+    )
     p.set_defaults(func=run, accepts_config_overrides=True)
     return p
 
@@ -33,8 +42,12 @@ def run(args):
     config = load_config(args.config, args.config_overrides)
     models = None
     if config.head != 'openness':
-        models = load_models_or_demo(config.weights, demo=config.random_weights,
-                                     demo_config=config.model_config, seed=config.seed)
+        models = load_models_or_demo(
+            config.weights,
+            demo=config.random_weights,
+            demo_config=config.model_config,
+            seed=config.seed,
+        )
     data = TrainData(config.data_dir)
     result = train(config, args.workdir, models=models, data=data, log=log.info)
     if config.head == 'openness':
@@ -46,8 +59,11 @@ def run(args):
             log.info('held-out agreement with MediaPipe: %s', report)
     else:
         from liveportrait_jax.training.export import export_stitching_module
-        path = export_stitching_module(models, os.path.join(args.workdir,
-                                                            'stitching_retargeting_module.pth'),
-                                       overrides={config.head: result.params})
+
+        path = export_stitching_module(
+            models,
+            os.path.join(args.workdir, 'stitching_retargeting_module.pth'),
+            overrides={config.head: result.params},
+        )
         log.info('exported %s (use: liveportrait-jax animate --stitching-weights %s)', path, path)
     return 0

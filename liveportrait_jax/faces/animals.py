@@ -22,19 +22,21 @@ import numpy as np
 
 from .crop import SOURCE_CROP, CropResult, crop_by_box, expand_box
 
-CAT_CASCADE = "haarcascade_frontalcatface_extended.xml"
-_PADS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)    # border added on each side, fraction of the long side
-_SCALES = (1.0, 0.8, 0.64)                 # extra downscales shift the cascade's coarse scale grid
-_WORK_SIZE = 400                           # long side the search runs at (speed; Haar is coarse)
+CAT_CASCADE = 'haarcascade_frontalcatface_extended.xml'
+_PADS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)  # border added on each side, fraction of the long side
+_SCALES = (1.0, 0.8, 0.64)  # extra downscales shift the cascade's coarse scale grid
+_WORK_SIZE = 400  # long side the search runs at (speed; Haar is coarse)
 
 
 class NoAnimalFaceError(ValueError):
     """No cat face found; the message names the file."""
 
     def __init__(self, source_name: Optional[str] = None):
-        where = repr(str(source_name)) if source_name is not None else "the input image"
-        super().__init__(f"no cat face found in {where} (OpenCV frontal cat-face cascade); "
-                         f"pass an explicit box (x0, y0, x1, y1) to crop_animal instead")
+        where = repr(str(source_name)) if source_name is not None else 'the input image'
+        super().__init__(
+            f'no cat face found in {where} (OpenCV frontal cat-face cascade); '
+            f'pass an explicit box (x0, y0, x1, y1) to crop_animal instead'
+        )
         self.source_name = source_name
 
 
@@ -45,10 +47,11 @@ def _get_cascade():
     global _cascade
     if _cascade is None:
         import cv2
+
         path = cv2.data.haarcascades + CAT_CASCADE
         c = cv2.CascadeClassifier(path)
         if c.empty():
-            raise RuntimeError(f"could not load OpenCV cascade {path}")
+            raise RuntimeError(f'could not load OpenCV cascade {path}')
         _cascade = c
     return _cascade
 
@@ -61,8 +64,13 @@ def _contained(inner: np.ndarray, outer: np.ndarray, frac: float = 0.8) -> bool:
     return area > 0 and inter / area >= frac
 
 
-def detect_cat_faces(image_rgb: np.ndarray, *, min_votes: int = 8, min_size_frac: float = 0.2,
-                     source_name: Optional[str] = None) -> np.ndarray:
+def detect_cat_faces(
+    image_rgb: np.ndarray,
+    *,
+    min_votes: int = 8,
+    min_size_frac: float = 0.2,
+    source_name: Optional[str] = None,
+) -> np.ndarray:
     """Cat faces in an RGB image.
 
     image_rgb: (H, W, 3) uint8 RGB.
@@ -75,8 +83,9 @@ def detect_cat_faces(image_rgb: np.ndarray, *, min_votes: int = 8, min_size_frac
 
     img = np.asarray(image_rgb)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-        raise ValueError(f"{source_name or 'image'}: expected (H, W, 3) uint8 RGB, got "
-                         f"{img.shape} {img.dtype}")
+        raise ValueError(
+            f'{source_name or "image"}: expected (H, W, 3) uint8 RGB, got {img.shape} {img.dtype}'
+        )
     H, W = img.shape[:2]
     work = min(1.0, _WORK_SIZE / max(H, W))
     gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
@@ -89,8 +98,9 @@ def detect_cat_faces(image_rgb: np.ndarray, *, min_votes: int = 8, min_size_frac
         for pad in _PADS:
             p = int(round(pad * max(g.shape)))
             gp = cv2.copyMakeBorder(g, p, p, p, p, cv2.BORDER_REPLICATE) if p else g
-            hits = cascade.detectMultiScale(gp, scaleFactor=1.05, minNeighbors=0,
-                                            minSize=(min_side, min_side))
+            hits = cascade.detectMultiScale(
+                gp, scaleFactor=1.05, minNeighbors=0, minSize=(min_side, min_side)
+            )
             for x, y, w, h in np.reshape(hits, (-1, 4)):
                 raw.append([(x - p) / f, (y - p) / f, w / f, h / f])
     if not raw:
@@ -112,7 +122,9 @@ def detect_cat_faces(image_rgb: np.ndarray, *, min_votes: int = 8, min_size_frac
     return np.array(keep, dtype=np.float32).reshape(-1, 4)
 
 
-def detect_cat_face(image_rgb: np.ndarray, *, source_name: Optional[str] = None, **kwargs) -> np.ndarray:
+def detect_cat_face(
+    image_rgb: np.ndarray, *, source_name: Optional[str] = None, **kwargs
+) -> np.ndarray:
     """The largest cat face box (4,) float32 (x0, y0, x1, y1); NoAnimalFaceError if none."""
     boxes = detect_cat_faces(image_rgb, source_name=source_name, **kwargs)
     if len(boxes) == 0:
@@ -120,9 +132,15 @@ def detect_cat_face(image_rgb: np.ndarray, *, source_name: Optional[str] = None,
     return boxes[0]
 
 
-def crop_animal(image_rgb: np.ndarray, box: Optional[Sequence[float]] = None, *, dsize: int = SOURCE_CROP.dsize,
-                scale: float = 1.6, vy_ratio: float = -0.05,
-                source_name: Optional[str] = None) -> CropResult:
+def crop_animal(
+    image_rgb: np.ndarray,
+    box: Optional[Sequence[float]] = None,
+    *,
+    dsize: int = SOURCE_CROP.dsize,
+    scale: float = 1.6,
+    vy_ratio: float = -0.05,
+    source_name: Optional[str] = None,
+) -> CropResult:
     """Crop an animal portrait around a face box (detected with the cat cascade if None).
 
     The cascade's box is tight on the face (ears to chin); ``scale`` widens it so the face takes

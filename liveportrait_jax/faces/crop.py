@@ -46,25 +46,143 @@ from . import landmarks as _lm
 # --- MediaPipe FaceMesh indices (478-point layout, refine_landmarks=True) -------------------
 # Face oval from the image-left ear (127) round the chin (152) to the image-right ear (356):
 # the part of the oval that the reference's jaw contour covers.
-FACE_OVAL_LOWER = (127, 234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152,
-                   377, 400, 378, 379, 365, 397, 288, 361, 323, 454, 356)
-EYEBROWS = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46,          # image-left brow
-            300, 293, 334, 296, 336, 285, 295, 282, 283, 276)  # image-right brow
-EYE_CONTOURS = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246,
-                263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
-LIPS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185,
-        78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
+FACE_OVAL_LOWER = (
+    127,
+    234,
+    93,
+    132,
+    58,
+    172,
+    136,
+    150,
+    149,
+    176,
+    148,
+    152,
+    377,
+    400,
+    378,
+    379,
+    365,
+    397,
+    288,
+    361,
+    323,
+    454,
+    356,
+)
+EYEBROWS = (
+    70,
+    63,
+    105,
+    66,
+    107,
+    55,
+    65,
+    52,
+    53,
+    46,  # image-left brow
+    300,
+    293,
+    334,
+    296,
+    336,
+    285,
+    295,
+    282,
+    283,
+    276,
+)  # image-right brow
+EYE_CONTOURS = (
+    33,
+    7,
+    163,
+    144,
+    145,
+    153,
+    154,
+    155,
+    133,
+    173,
+    157,
+    158,
+    159,
+    160,
+    161,
+    246,
+    263,
+    249,
+    390,
+    373,
+    374,
+    380,
+    381,
+    382,
+    362,
+    398,
+    384,
+    385,
+    386,
+    387,
+    388,
+    466,
+)
+LIPS = (
+    61,
+    146,
+    91,
+    181,
+    84,
+    17,
+    314,
+    405,
+    321,
+    375,
+    291,
+    409,
+    270,
+    269,
+    267,
+    0,
+    37,
+    39,
+    40,
+    185,
+    78,
+    95,
+    88,
+    178,
+    87,
+    14,
+    317,
+    402,
+    318,
+    324,
+    308,
+    415,
+    310,
+    311,
+    312,
+    13,
+    82,
+    81,
+    80,
+    191,
+)
 NOSE = (168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 98, 327, 64, 294, 48, 278)
-CROP_LANDMARK_INDICES = np.array(sorted(set(FACE_OVAL_LOWER + EYEBROWS + EYE_CONTOURS + LIPS + NOSE)))
+CROP_LANDMARK_INDICES = np.array(
+    sorted(set(FACE_OVAL_LOWER + EYEBROWS + EYE_CONTOURS + LIPS + NOSE))
+)
 
 # "Left" is the image-left eye (the subject's right eye), as in the reference's layouts.
-LEFT_EYE_CENTER = (33, 133, 159, 145)    # outer corner, inner corner, upper / lower lid midpoint
+LEFT_EYE_CENTER = (33, 133, 159, 145)  # outer corner, inner corner, upper / lower lid midpoint
 RIGHT_EYE_CENTER = (263, 362, 386, 374)
 MOUTH_CORNERS = (61, 291)
 
 # The reference's crop defaults, their one home (AnimateOptions' defaults read them).
-CropSettings = namedtuple('CropSettings', 'scale vy_ratio vx_ratio dsize flag_do_rot',
-                          defaults=(0.0, 512, True))
+CropSettings = namedtuple(
+    'CropSettings', 'scale vy_ratio vx_ratio dsize flag_do_rot', defaults=(0.0, 512, True)
+)
 SOURCE_CROP = CropSettings(scale=2.3, vy_ratio=-0.125)
 DRIVING_CROP = CropSettings(scale=2.2, vy_ratio=-0.1, flag_do_rot=False)  # axis-aligned boxes
 NETWORK_SIZE = 256
@@ -121,6 +239,7 @@ class DrivingCrops:
 
 # --- geometry --------------------------------------------------------------------------------
 
+
 def transform_points(points: np.ndarray, M: np.ndarray) -> np.ndarray:
     """Apply a 2x3 or 3x3 affine ``M`` to (..., 2) points; returns float32 (..., 2)."""
     pts = np.asarray(points, dtype=np.float64)
@@ -139,12 +258,13 @@ def face_axis_points(landmarks: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
 def _check_landmarks(landmarks: np.ndarray) -> np.ndarray:
     lm = np.asarray(landmarks, dtype=np.float64)
     if lm.ndim != 2 or lm.shape[1] != 2 or lm.shape[0] < _lm.NUM_LANDMARKS - 10:
-        raise ValueError(f"expected MediaPipe landmarks of shape (478, 2), got {lm.shape}")
+        raise ValueError(f'expected MediaPipe landmarks of shape (478, 2), got {lm.shape}')
     return lm
 
 
-def crop_rect_from_landmarks(landmarks: np.ndarray, scale: float, vx_ratio: float,
-                             vy_ratio: float) -> Tuple[np.ndarray, float, float]:
+def crop_rect_from_landmarks(
+    landmarks: np.ndarray, scale: float, vx_ratio: float, vy_ratio: float
+) -> Tuple[np.ndarray, float, float]:
     """Rotated square crop from (478, 2) landmarks: (center (2,), side, angle in radians).
 
     Same construction as the reference's parse_rect_from_landmark (see module docstring).
@@ -157,7 +277,7 @@ def crop_rect_from_landmarks(landmarks: np.ndarray, scale: float, vx_ratio: floa
     ux = np.array([uy[1], -uy[0]])
     angle = float(np.arctan2(ux[1], ux[0]))
     pts = lm[CROP_LANDMARK_INDICES]
-    R = np.stack([ux, uy])              # rows: the rotated frame's axes
+    R = np.stack([ux, uy])  # rows: the rotated frame's axes
     c0 = pts.mean(axis=0)
     rp = (pts - c0) @ R.T
     lo, hi = rp.min(axis=0), rp.max(axis=0)
@@ -167,8 +287,9 @@ def crop_rect_from_landmarks(landmarks: np.ndarray, scale: float, vx_ratio: floa
     return center, side, angle
 
 
-def crop_box_from_landmarks(landmarks: np.ndarray, scale: float, vx_ratio: float,
-                            vy_ratio: float) -> np.ndarray:
+def crop_box_from_landmarks(
+    landmarks: np.ndarray, scale: float, vx_ratio: float, vy_ratio: float
+) -> np.ndarray:
     """Axis-aligned square box (x0, y0, x1, y1), float64, around the rotated-rect centre.
 
     As the reference's driving-video path: the rotated rectangle's centre and side, with the
@@ -186,32 +307,45 @@ def similarity_o2c(center: np.ndarray, size: float, angle: float, dsize: int) ->
     c, sn = np.cos(angle), np.sin(angle)
     cx, cy = float(center[0]), float(center[1])
     t = dsize / 2.0
-    return np.array([[s * c, s * sn, t - s * (c * cx + sn * cy)],
-                     [-s * sn, s * c, t - s * (-sn * cx + c * cy)],
-                     [0.0, 0.0, 1.0]])
+    return np.array(
+        [
+            [s * c, s * sn, t - s * (c * cx + sn * cy)],
+            [-s * sn, s * c, t - s * (-sn * cx + c * cy)],
+            [0.0, 0.0, 1.0],
+        ]
+    )
 
 
 def _warp(image: np.ndarray, M: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     import cv2
-    return cv2.warpAffine(image, np.ascontiguousarray(M[:2], dtype=np.float64), size,
-                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+    return cv2.warpAffine(
+        image,
+        np.ascontiguousarray(M[:2], dtype=np.float64),
+        size,
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
 
 
 def _resize(image: np.ndarray, size: int, area: bool) -> np.ndarray:
     import cv2
+
     interp = cv2.INTER_AREA if area else cv2.INTER_LINEAR
     return cv2.resize(image, (size, size), interpolation=interp)
 
 
-def _check_rgb(image: np.ndarray, what: str = "image") -> np.ndarray:
+def _check_rgb(image: np.ndarray, what: str = 'image') -> np.ndarray:
     arr = np.asarray(image)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-        raise ValueError(f"{what}: expected (H, W, 3) uint8 RGB, got {arr.shape} {arr.dtype}")
+        raise ValueError(f'{what}: expected (H, W, 3) uint8 RGB, got {arr.shape} {arr.dtype}')
     return arr
 
 
-def _crop_with(image: np.ndarray, M_o2c: np.ndarray, dsize: int, landmarks, center, size, angle,
-               area_256: bool) -> CropResult:
+def _crop_with(
+    image: np.ndarray, M_o2c: np.ndarray, dsize: int, landmarks, center, size, angle, area_256: bool
+) -> CropResult:
     img = _warp(image, M_o2c, (dsize, dsize))
     lmk = transform_points(landmarks, M_o2c) if landmarks is not None else None
     return CropResult(
@@ -237,12 +371,19 @@ def _resolve_landmarks(image, landmarks, face_index, source_name):
 
 # --- public crops ----------------------------------------------------------------------------
 
-def crop_source_image(image_rgb: np.ndarray, landmarks: Union[None, np.ndarray, "_lm.Face"] = None,
-                      *, face_index: int = 0, dsize: int = SOURCE_CROP.dsize,
-                      scale: float = SOURCE_CROP.scale, vx_ratio: float = SOURCE_CROP.vx_ratio,
-                      vy_ratio: float = SOURCE_CROP.vy_ratio,
-                      flag_do_rot: bool = SOURCE_CROP.flag_do_rot,
-                      source_name: Optional[str] = None) -> CropResult:
+
+def crop_source_image(
+    image_rgb: np.ndarray,
+    landmarks: Union[None, np.ndarray, '_lm.Face'] = None,
+    *,
+    face_index: int = 0,
+    dsize: int = SOURCE_CROP.dsize,
+    scale: float = SOURCE_CROP.scale,
+    vx_ratio: float = SOURCE_CROP.vx_ratio,
+    vy_ratio: float = SOURCE_CROP.vy_ratio,
+    flag_do_rot: bool = SOURCE_CROP.flag_do_rot,
+    source_name: Optional[str] = None,
+) -> CropResult:
     """Crop a source portrait the way the reference does.
 
     image_rgb: (H, W, 3) uint8 RGB.
@@ -250,7 +391,7 @@ def crop_source_image(image_rgb: np.ndarray, landmarks: Union[None, np.ndarray, 
       ``face_index``-th largest face (NoFaceError naming ``source_name`` if there is none).
     Returns a CropResult (landmarks in crop pixels).
     """
-    image_rgb = _check_rgb(image_rgb, source_name or "source image")
+    image_rgb = _check_rgb(image_rgb, source_name or 'source image')
     lm = _resolve_landmarks(image_rgb, landmarks, face_index, source_name)
     center, size, angle = crop_rect_from_landmarks(lm, scale, vx_ratio, vy_ratio)
     if not flag_do_rot:
@@ -259,9 +400,14 @@ def crop_source_image(image_rgb: np.ndarray, landmarks: Union[None, np.ndarray, 
     return _crop_with(image_rgb, M, dsize, lm, center, size, angle, area_256=True)
 
 
-def crop_source_frames(frames: Sequence[np.ndarray], landmarks: Optional[np.ndarray] = None, *,
-                       face_index: int = 0, source_name: Optional[str] = None,
-                       **crop_kwargs) -> list:
+def crop_source_frames(
+    frames: Sequence[np.ndarray],
+    landmarks: Optional[np.ndarray] = None,
+    *,
+    face_index: int = 0,
+    source_name: Optional[str] = None,
+    **crop_kwargs,
+) -> list:
     """Per-frame source crops of a source video (the reference crops each frame on its own).
 
     frames: sequence of (H, W, 3) uint8 RGB; landmarks: (T, 478, 2) or None (tracked).
@@ -269,12 +415,16 @@ def crop_source_frames(frames: Sequence[np.ndarray], landmarks: Optional[np.ndar
     Returns a list of CropResult.
     """
     if landmarks is None:
-        landmarks = _lm.stack_landmarks(_lm.track_faces(frames, face_index, source_name=source_name))
-    return [crop_source_image(f, l, source_name=source_name, **crop_kwargs)
-            for f, l in zip(frames, landmarks)]
+        landmarks = _lm.stack_landmarks(
+            _lm.track_faces(frames, face_index, source_name=source_name)
+        )
+    return [
+        crop_source_image(f, lm, source_name=source_name, **crop_kwargs)
+        for f, lm in zip(frames, landmarks)
+    ]
 
 
-def smooth_boxes(boxes: np.ndarray, smoothing: Union[str, int] = "global") -> np.ndarray:
+def smooth_boxes(boxes: np.ndarray, smoothing: Union[str, int] = 'global') -> np.ndarray:
     """Smooth (T, 4) boxes over time.
 
     "global": every frame gets the mean box (the reference's choice: a fixed virtual camera,
@@ -284,9 +434,9 @@ def smooth_boxes(boxes: np.ndarray, smoothing: Union[str, int] = "global") -> np
       which the head travels too far for one box.
     """
     b = np.asarray(boxes, dtype=np.float64)
-    if smoothing == "global":
+    if smoothing == 'global':
         return np.repeat(b.mean(axis=0, keepdims=True), len(b), axis=0)
-    if smoothing == "none" or smoothing in (0, 1):
+    if smoothing == 'none' or smoothing in (0, 1):
         return b.copy()
     if isinstance(smoothing, (int, np.integer)) and smoothing > 1:
         k = int(smoothing)
@@ -294,7 +444,9 @@ def smooth_boxes(boxes: np.ndarray, smoothing: Union[str, int] = "global") -> np
         padded = np.concatenate([np.repeat(b[:1], lo, 0), b, np.repeat(b[-1:], hi, 0)])
         csum = np.cumsum(np.concatenate([np.zeros((1, 4)), padded]), axis=0)
         return (csum[k:] - csum[:-k]) / k
-    raise ValueError(f"smoothing must be 'global', 'none' or a window length > 1, got {smoothing!r}")
+    raise ValueError(
+        f"smoothing must be 'global', 'none' or a window length > 1, got {smoothing!r}"
+    )
 
 
 def box_o2c(box: Sequence[float], dsize: int) -> np.ndarray:
@@ -305,17 +457,24 @@ def box_o2c(box: Sequence[float], dsize: int) -> np.ndarray:
     """
     x0, y0, x1, y1 = [float(v) for v in box]
     if not (x1 > x0 and y1 > y0):
-        raise ValueError(f"empty box {box}")
+        raise ValueError(f'empty box {box}')
     side = max(x1 - x0, y1 - y0)
     return similarity_o2c(np.array([(x0 + x1) / 2, (y0 + y1) / 2]), side, 0.0, dsize)
 
 
-def crop_driving_frames(frames: Sequence[np.ndarray], landmarks: Optional[np.ndarray] = None, *,
-                        face_index: int = 0, dsize: int = DRIVING_CROP.dsize,
-                        scale: float = DRIVING_CROP.scale, vx_ratio: float = DRIVING_CROP.vx_ratio,
-                        vy_ratio: float = DRIVING_CROP.vy_ratio,
-                        smoothing: Union[str, int] = "global", source_name: Optional[str] = None,
-                        on_missing: str = "raise") -> DrivingCrops:
+def crop_driving_frames(
+    frames: Sequence[np.ndarray],
+    landmarks: Optional[np.ndarray] = None,
+    *,
+    face_index: int = 0,
+    dsize: int = DRIVING_CROP.dsize,
+    scale: float = DRIVING_CROP.scale,
+    vx_ratio: float = DRIVING_CROP.vx_ratio,
+    vy_ratio: float = DRIVING_CROP.vy_ratio,
+    smoothing: Union[str, int] = 'global',
+    source_name: Optional[str] = None,
+    on_missing: str = 'raise',
+) -> DrivingCrops:
     """Crop the frames of a driving video like the reference's crop_driving_video.
 
     frames: sequence of T (H, W, 3) uint8 RGB frames (a list or a (T, H, W, 3) array).
@@ -324,18 +483,19 @@ def crop_driving_frames(frames: Sequence[np.ndarray], landmarks: Optional[np.nda
     smoothing: see smooth_boxes; the reference uses "global".
     """
     if len(frames) == 0:
-        raise ValueError(f"{source_name or 'driving video'}: no frames")
+        raise ValueError(f'{source_name or "driving video"}: no frames')
     if landmarks is None:
-        landmarks = _lm.stack_landmarks(_lm.track_faces(frames, face_index, source_name=source_name,
-                                                        on_missing=on_missing))
+        landmarks = _lm.stack_landmarks(
+            _lm.track_faces(frames, face_index, source_name=source_name, on_missing=on_missing)
+        )
     landmarks = np.asarray(landmarks, dtype=np.float32)
     if len(landmarks) != len(frames):
-        raise ValueError(f"{len(frames)} frames but {len(landmarks)} landmark sets")
-    raw = np.stack([crop_box_from_landmarks(l, scale, vx_ratio, vy_ratio) for l in landmarks])
+        raise ValueError(f'{len(frames)} frames but {len(landmarks)} landmark sets')
+    raw = np.stack([crop_box_from_landmarks(lm, scale, vx_ratio, vy_ratio) for lm in landmarks])
     boxes = smooth_boxes(raw, smoothing)
     imgs, imgs256, lmks, mo2c = [], [], [], []
     for i, (frame, lm, box) in enumerate(zip(frames, landmarks, boxes)):
-        frame = _check_rgb(frame, f"{source_name or 'driving video'}, frame {i}")
+        frame = _check_rgb(frame, f'{source_name or "driving video"}, frame {i}')
         M = box_o2c(box, dsize)
         imgs.append(_warp(frame, M, (dsize, dsize)))
         imgs256.append(_resize(imgs[-1], NETWORK_SIZE, area=False))
@@ -343,13 +503,26 @@ def crop_driving_frames(frames: Sequence[np.ndarray], landmarks: Optional[np.nda
         mo2c.append(M)
     lmks = np.stack(lmks)
     mo2c = np.stack(mo2c)
-    return DrivingCrops(images=np.stack(imgs), images_256=np.stack(imgs256), landmarks=lmks,
-                        landmarks_256=(lmks * (NETWORK_SIZE / dsize)).astype(np.float32),
-                        M_o2c=mo2c, M_c2o=np.linalg.inv(mo2c), boxes_raw=raw, boxes=boxes)
+    return DrivingCrops(
+        images=np.stack(imgs),
+        images_256=np.stack(imgs256),
+        landmarks=lmks,
+        landmarks_256=(lmks * (NETWORK_SIZE / dsize)).astype(np.float32),
+        M_o2c=mo2c,
+        M_c2o=np.linalg.inv(mo2c),
+        boxes_raw=raw,
+        boxes=boxes,
+    )
 
 
-def crop_by_box(image_rgb: np.ndarray, box: Sequence[float], *, dsize: int = SOURCE_CROP.dsize,
-                landmarks: Optional[np.ndarray] = None, area_256: bool = True) -> CropResult:
+def crop_by_box(
+    image_rgb: np.ndarray,
+    box: Sequence[float],
+    *,
+    dsize: int = SOURCE_CROP.dsize,
+    landmarks: Optional[np.ndarray] = None,
+    area_256: bool = True,
+) -> CropResult:
     """Crop an explicit box (x0, y0, x1, y1) (e.g. an animal face) to dsize x dsize, no rotation.
 
     landmarks: optional (N, 2) points to carry into crop pixels.
@@ -357,12 +530,21 @@ def crop_by_box(image_rgb: np.ndarray, box: Sequence[float], *, dsize: int = SOU
     image_rgb = _check_rgb(image_rgb)
     M = box_o2c(box, dsize)
     x0, y0, x1, y1 = [float(v) for v in box]
-    return _crop_with(image_rgb, M, dsize, landmarks, np.array([(x0 + x1) / 2, (y0 + y1) / 2]),
-                      max(x1 - x0, y1 - y0), 0.0, area_256=area_256)
+    return _crop_with(
+        image_rgb,
+        M,
+        dsize,
+        landmarks,
+        np.array([(x0 + x1) / 2, (y0 + y1) / 2]),
+        max(x1 - x0, y1 - y0),
+        0.0,
+        area_256=area_256,
+    )
 
 
-def expand_box(box: Sequence[float], scale: float = 1.0, vx_ratio: float = 0.0,
-               vy_ratio: float = 0.0) -> np.ndarray:
+def expand_box(
+    box: Sequence[float], scale: float = 1.0, vx_ratio: float = 0.0, vy_ratio: float = 0.0
+) -> np.ndarray:
     """Square box of side scale * max(w, h) around the box centre, shifted by (vx, vy) * side."""
     x0, y0, x1, y1 = [float(v) for v in box]
     side = max(x1 - x0, y1 - y0) * scale
@@ -373,8 +555,10 @@ def expand_box(box: Sequence[float], scale: float = 1.0, vx_ratio: float = 0.0,
 
 # --- paste back ------------------------------------------------------------------------------
 
-def make_paste_back_mask(dsize: int = SOURCE_CROP.dsize, feather: float = 0.06,
-                         exponent: float = 6.0) -> np.ndarray:
+
+def make_paste_back_mask(
+    dsize: int = SOURCE_CROP.dsize, feather: float = 0.06, exponent: float = 6.0
+) -> np.ndarray:
     """Soft (dsize, dsize) float32 mask in [0, 1] for pasting a generated crop into the original.
 
     Shape: a superellipse |u|^p + |v|^p <= 1 (u, v in [-1, 1] over the crop, p = ``exponent``),
@@ -389,8 +573,8 @@ def make_paste_back_mask(dsize: int = SOURCE_CROP.dsize, feather: float = 0.06,
     hair and shoulders from the animated result. The fade is C1-smooth, so no ring appears.
     """
     if dsize < 2:
-        raise ValueError("dsize must be >= 2")
-    c = (np.arange(dsize, dtype=np.float64) + 0.5) / dsize * 2.0 - 1.0   # pixel centres in (-1, 1)
+        raise ValueError('dsize must be >= 2')
+    c = (np.arange(dsize, dtype=np.float64) + 0.5) / dsize * 2.0 - 1.0  # pixel centres in (-1, 1)
     u, v = np.meshgrid(c, c)
     r = (np.abs(u) ** exponent + np.abs(v) ** exponent) ** (1.0 / exponent)
     t = np.clip((1.0 - r) / max(feather, 1e-6), 0.0, 1.0)
@@ -403,14 +587,22 @@ def rescale_c2o(M_c2o: np.ndarray, from_size: int, to_size: int) -> np.ndarray:
     return np.asarray(M_c2o, dtype=np.float64) @ S
 
 
-def warp_mask_to_original(mask: np.ndarray, M_c2o: np.ndarray, original_hw: Tuple[int, int]) -> np.ndarray:
+def warp_mask_to_original(
+    mask: np.ndarray, M_c2o: np.ndarray, original_hw: Tuple[int, int]
+) -> np.ndarray:
     """Crop-space (h, w) mask -> (H, W) float32 mask in original pixels (compute once per video)."""
     H, W = original_hw
     return _warp(np.asarray(mask, dtype=np.float32), M_c2o, (W, H))
 
 
-def paste_back(crop_rgb: np.ndarray, M_c2o: np.ndarray, original_rgb: np.ndarray,
-               mask: Optional[np.ndarray] = None, *, mask_original: Optional[np.ndarray] = None) -> np.ndarray:
+def paste_back(
+    crop_rgb: np.ndarray,
+    M_c2o: np.ndarray,
+    original_rgb: np.ndarray,
+    mask: Optional[np.ndarray] = None,
+    *,
+    mask_original: Optional[np.ndarray] = None,
+) -> np.ndarray:
     """Blend a (generated) crop back into the original image.
 
     crop_rgb: (h, w, 3) uint8 (or float in 0..255) crop whose pixels ``M_c2o`` maps to the
@@ -422,22 +614,22 @@ def paste_back(crop_rgb: np.ndarray, M_c2o: np.ndarray, original_rgb: np.ndarray
     Returns (H, W, 3) uint8: mask * warped_crop + (1 - mask) * original. Pixels where the warped
     mask is 0 are returned unchanged.
     """
-    original_rgb = _check_rgb(original_rgb, "original image")
+    original_rgb = _check_rgb(original_rgb, 'original image')
     crop = np.asarray(crop_rgb)
     if crop.ndim != 3 or crop.shape[2] != 3:
-        raise ValueError(f"crop: expected (h, w, 3), got {crop.shape}")
+        raise ValueError(f'crop: expected (h, w, 3), got {crop.shape}')
     H, W = original_rgb.shape[:2]
     if mask_original is None:
         if mask is None:
             mask = make_paste_back_mask(crop.shape[0]) if crop.shape[0] == crop.shape[1] else None
             if mask is None:
-                raise ValueError("non-square crop: pass a mask")
+                raise ValueError('non-square crop: pass a mask')
         mask = np.asarray(mask, dtype=np.float32)
         if mask.shape != crop.shape[:2]:
-            raise ValueError(f"mask shape {mask.shape} != crop shape {crop.shape[:2]}")
+            raise ValueError(f'mask shape {mask.shape} != crop shape {crop.shape[:2]}')
         mask_original = warp_mask_to_original(mask, M_c2o, (H, W))
     elif mask_original.shape[:2] != (H, W):
-        raise ValueError(f"mask_original shape {mask_original.shape} != image shape {(H, W)}")
+        raise ValueError(f'mask_original shape {mask_original.shape} != image shape {(H, W)}')
     warped = _warp(crop.astype(np.float32), M_c2o, (W, H))
     m = mask_original[..., None].astype(np.float32)
     out = m * warped + (1.0 - m) * original_rgb.astype(np.float32)

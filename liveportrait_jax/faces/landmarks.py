@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple
 
@@ -34,14 +33,15 @@ NUM_LANDMARKS = 478
 class NoFaceError(ValueError):
     """No face was found. The message names the file (and frame) so a user knows which input failed."""
 
-    def __init__(self, source_name: Optional[str] = None, frame_index: Optional[int] = None,
-                 detail: str = ""):
+    def __init__(
+        self, source_name: Optional[str] = None, frame_index: Optional[int] = None, detail: str = ''
+    ):
         self.source_name = source_name
         self.frame_index = frame_index
-        where = repr(str(source_name)) if source_name is not None else "the input image"
+        where = repr(str(source_name)) if source_name is not None else 'the input image'
         if frame_index is not None:
-            where += f", frame {frame_index}"
-        super().__init__(f"{where}: {detail}" if detail else f"no face found in {where}")
+            where += f', frame {frame_index}'
+        super().__init__(f'{where}: {detail}' if detail else f'no face found in {where}')
 
 
 @dataclass(frozen=True)
@@ -65,16 +65,16 @@ class Face:
 
 
 def _check_image(image_rgb: np.ndarray, source_name: Optional[str], frame_index: Optional[int]):
-    where = repr(str(source_name)) if source_name is not None else "input image"
+    where = repr(str(source_name)) if source_name is not None else 'input image'
     if frame_index is not None:
-        where += f", frame {frame_index}"
+        where += f', frame {frame_index}'
     arr = np.asarray(image_rgb)
     if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"{where}: expected an RGB image of shape (H, W, 3), got {arr.shape}")
+        raise ValueError(f'{where}: expected an RGB image of shape (H, W, 3), got {arr.shape}')
     if arr.dtype != np.uint8:
-        raise ValueError(f"{where}: expected uint8 RGB, got dtype {arr.dtype}")
+        raise ValueError(f'{where}: expected uint8 RGB, got dtype {arr.dtype}')
     if arr.shape[0] < 8 or arr.shape[1] < 8:
-        raise ValueError(f"{where}: image too small ({arr.shape[1]}x{arr.shape[0]})")
+        raise ValueError(f'{where}: image too small ({arr.shape[1]}x{arr.shape[0]})')
     # MediaPipe needs a C-contiguous buffer.
     return np.ascontiguousarray(arr)
 
@@ -127,8 +127,13 @@ class FaceLandmarker:
     ``close()`` to free the MediaPipe graph.
     """
 
-    def __init__(self, static_image_mode: bool = True, max_num_faces: int = 4,
-                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5):
+    def __init__(
+        self,
+        static_image_mode: bool = True,
+        max_num_faces: int = 4,
+        min_detection_confidence: float = 0.5,
+        min_tracking_confidence: float = 0.5,
+    ):
         import mediapipe as mp  # lazy: keeps `import liveportrait_jax.faces` cheap
 
         self.static_image_mode = static_image_mode
@@ -147,7 +152,7 @@ class FaceLandmarker:
             self._mesh.close()
             self._mesh = None
 
-    def __enter__(self) -> "FaceLandmarker":
+    def __enter__(self) -> 'FaceLandmarker':
         return self
 
     def __exit__(self, *exc) -> None:
@@ -169,8 +174,16 @@ class FaceLandmarker:
             box = _bbox_of(pts)
             margin = float(min(box[0], box[1], w - box[2], h - box[3]))
             pts = (pts + np.asarray(offset)).astype(np.float32)
-            out.append((Face(landmarks=pts, bbox=_bbox_of(pts),
-                             landmarks_z=(xyz[:, 2] * w).astype(np.float32)), margin))
+            out.append(
+                (
+                    Face(
+                        landmarks=pts,
+                        bbox=_bbox_of(pts),
+                        landmarks_z=(xyz[:, 2] * w).astype(np.float32),
+                    ),
+                    margin,
+                )
+            )
         return out
 
     def _tiles(self, img: np.ndarray) -> List[Tuple[Face, float]]:
@@ -188,13 +201,19 @@ class FaceLandmarker:
         found = []
         for y in ys:
             for x in xs:
-                tile = np.ascontiguousarray(img[y:y + side, x:x + side])
+                tile = np.ascontiguousarray(img[y : y + side, x : x + side])
                 found.extend(self._run(tile, offset=(x, y)))
         return found
 
-    def detect(self, image_rgb: np.ndarray, *, source_name: Optional[str] = None,
-               frame_index: Optional[int] = None, min_faces: int = 1,
-               search_small: Optional[bool] = None) -> List[Face]:
+    def detect(
+        self,
+        image_rgb: np.ndarray,
+        *,
+        source_name: Optional[str] = None,
+        frame_index: Optional[int] = None,
+        min_faces: int = 1,
+        search_small: Optional[bool] = None,
+    ) -> List[Face]:
         """All faces in ``image_rgb`` (H, W, 3 uint8 RGB), largest bbox first; [] if none.
 
         search_small: also search zoomed-in windows for small faces (see _tiles). None -> only
@@ -202,9 +221,9 @@ class FaceLandmarker:
         Never used in tracking mode, whose state must follow one image stream.
         """
         if self._mesh is None:
-            raise RuntimeError("FaceLandmarker is closed")
+            raise RuntimeError('FaceLandmarker is closed')
         img = _check_image(image_rgb, source_name, frame_index)
-        found = [(f, np.inf) for f, _ in self._run(img)]   # whole-image faces are preferred
+        found = [(f, np.inf) for f, _ in self._run(img)]  # whole-image faces are preferred
         if search_small is None:
             search_small = self.static_image_mode and len(found) < min_faces
         if search_small and self.static_image_mode:
@@ -220,21 +239,36 @@ class FaceLandmarker:
         faces.sort(key=lambda f: f.area, reverse=True)
         return faces
 
-    def get(self, image_rgb: np.ndarray, face_index: int = 0, *, source_name: Optional[str] = None,
-            frame_index: Optional[int] = None) -> Face:
+    def get(
+        self,
+        image_rgb: np.ndarray,
+        face_index: int = 0,
+        *,
+        source_name: Optional[str] = None,
+        frame_index: Optional[int] = None,
+    ) -> Face:
         """The ``face_index``-th largest face; raises NoFaceError when there are too few faces."""
-        faces = self.detect(image_rgb, source_name=source_name, frame_index=frame_index,
-                            min_faces=face_index + 1)
+        faces = self.detect(
+            image_rgb, source_name=source_name, frame_index=frame_index, min_faces=face_index + 1
+        )
         if not faces:
             raise NoFaceError(source_name, frame_index)
         if not 0 <= face_index < len(faces):
-            raise NoFaceError(source_name, frame_index,
-                              f"face_index={face_index} requested but only {len(faces)} face(s) found")
+            raise NoFaceError(
+                source_name,
+                frame_index,
+                f'face_index={face_index} requested but only {len(faces)} face(s) found',
+            )
         return faces[face_index]
 
 
-def detect_faces(image_rgb: np.ndarray, max_num_faces: int = 4, *, search_small: bool = True,
-                 source_name: Optional[str] = None) -> List[Face]:
+def detect_faces(
+    image_rgb: np.ndarray,
+    max_num_faces: int = 4,
+    *,
+    search_small: bool = True,
+    source_name: Optional[str] = None,
+) -> List[Face]:
     """All faces in one image (static mode), largest first; [] if none.
 
     search_small: also look in zoomed windows, so faces down to ~6% of the image's long side are
@@ -244,16 +278,27 @@ def detect_faces(image_rgb: np.ndarray, max_num_faces: int = 4, *, search_small:
         return fl.detect(image_rgb, source_name=source_name, search_small=search_small)
 
 
-def detect_face(image_rgb: np.ndarray, face_index: int = 0, *, max_num_faces: int = 4,
-                source_name: Optional[str] = None) -> Face:
+def detect_face(
+    image_rgb: np.ndarray,
+    face_index: int = 0,
+    *,
+    max_num_faces: int = 4,
+    source_name: Optional[str] = None,
+) -> Face:
     """One face of one image (static mode); raises NoFaceError naming ``source_name``."""
     max_num_faces = max(max_num_faces, face_index + 1)
     with FaceLandmarker(static_image_mode=True, max_num_faces=max_num_faces) as fl:
         return fl.get(image_rgb, face_index, source_name=source_name)
 
 
-def track_faces(frames: Iterable[np.ndarray], face_index: int = 0, *, max_num_faces: int = 4,
-                source_name: Optional[str] = None, on_missing: str = "raise") -> List[Face]:
+def track_faces(
+    frames: Iterable[np.ndarray],
+    face_index: int = 0,
+    *,
+    max_num_faces: int = 4,
+    source_name: Optional[str] = None,
+    on_missing: str = 'raise',
+) -> List[Face]:
     """One face per video frame, in MediaPipe's tracking mode.
 
     frames: iterable of (H, W, 3) uint8 RGB frames.
@@ -267,15 +312,16 @@ def track_faces(frames: Iterable[np.ndarray], face_index: int = 0, *, max_num_fa
     Frames where tracking finds no face are searched again in static mode with zoomed windows,
     which finds faces down to ~6% of the frame's long side.
     """
-    if on_missing not in ("raise", "hold"):
+    if on_missing not in ('raise', 'hold'):
         raise ValueError(f"on_missing must be 'raise' or 'hold', got {on_missing!r}")
     out: List[Optional[Face]] = []
     prev: Optional[Face] = None
     max_num_faces = max(max_num_faces, face_index + 1)
     static = None  # created on first need
     with contextlib.ExitStack() as stack:
-        fl = stack.enter_context(FaceLandmarker(static_image_mode=False,
-                                                max_num_faces=max_num_faces))
+        fl = stack.enter_context(
+            FaceLandmarker(static_image_mode=False, max_num_faces=max_num_faces)
+        )
         for i, frame in enumerate(frames):
             faces = fl.detect(frame, source_name=source_name, frame_index=i)
             if not faces:
@@ -283,33 +329,38 @@ def track_faces(frames: Iterable[np.ndarray], face_index: int = 0, *, max_num_fa
                 # static detection with the small-face search finds them (slower, so only here).
                 if static is None:
                     static = stack.enter_context(
-                        FaceLandmarker(static_image_mode=True, max_num_faces=max_num_faces))
-                faces = static.detect(frame, source_name=source_name, frame_index=i,
-                                      search_small=True)
+                        FaceLandmarker(static_image_mode=True, max_num_faces=max_num_faces)
+                    )
+                faces = static.detect(
+                    frame, source_name=source_name, frame_index=i, search_small=True
+                )
             face = None
             if prev is None:
                 if len(faces) > face_index:
                     face = faces[face_index]
-                elif faces and on_missing == "raise":
-                    raise NoFaceError(source_name, i, f"face_index={face_index} requested but "
-                                                      f"only {len(faces)} face(s) found")
+                elif faces and on_missing == 'raise':
+                    raise NoFaceError(
+                        source_name,
+                        i,
+                        f'face_index={face_index} requested but only {len(faces)} face(s) found',
+                    )
             elif len(faces) == 1:
-                face = faces[0]      # one face: it is the one we follow (even across a cut)
+                face = faces[0]  # one face: it is the one we follow (even across a cut)
             elif faces:
                 face = max(faces, key=lambda f: _iou(f.bbox, prev.bbox))
             if face is None:
-                if on_missing == "raise":
+                if on_missing == 'raise':
                     raise NoFaceError(source_name, i)
                 face = prev
             out.append(face)
             if face is not None:
                 prev = face
     if not out:
-        raise ValueError(f"{source_name or 'video'}: no frames")
+        raise ValueError(f'{source_name or "video"}: no frames')
     if out[0] is None:
         first = next((f for f in out if f is not None), None)
         if first is None:
-            raise NoFaceError(source_name, None, "no face in any frame")
+            raise NoFaceError(source_name, None, 'no face in any frame')
         # Only leading frames can still be None: later gaps were held with `prev`.
         out = [f if f is not None else first for f in out]
     return out  # type: ignore[return-value]

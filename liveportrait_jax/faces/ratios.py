@@ -55,7 +55,7 @@ def _ratio(lm: np.ndarray, i1: int, i2: int, i3: int, i4: int) -> np.ndarray:
 def _check(landmarks) -> np.ndarray:
     lm = np.asarray(landmarks, dtype=np.float64)
     if lm.ndim < 2 or lm.shape[-1] not in (2, 3) or lm.shape[-2] < 468:
-        raise ValueError(f"expected MediaPipe landmarks of shape (..., 478, 2), got {lm.shape}")
+        raise ValueError(f'expected MediaPipe landmarks of shape (..., 478, 2), got {lm.shape}')
     return lm[..., :2]
 
 
@@ -66,8 +66,9 @@ def eye_close_ratio(landmarks: np.ndarray) -> np.ndarray:
     invariant, so original-image or crop coordinates give the same value.
     """
     lm = _check(landmarks)
-    return np.concatenate([_ratio(lm, *LEFT_EYE_RATIO_IDX), _ratio(lm, *RIGHT_EYE_RATIO_IDX)],
-                          axis=-1).astype(np.float32)
+    return np.concatenate(
+        [_ratio(lm, *LEFT_EYE_RATIO_IDX), _ratio(lm, *RIGHT_EYE_RATIO_IDX)], axis=-1
+    ).astype(np.float32)
 
 
 def lip_close_ratio(landmarks: np.ndarray) -> np.ndarray:

@@ -5,14 +5,47 @@ from .compose import concat_side_by_side
 from .errors import InputError, OutputError, UnsafePickleError
 from .images import load_image, save_image
 from .safe_pickle import safe_load
-from .templates import MotionTemplate, load_template, save_template, template_from_dict, template_to_dict
-from .video import (VideoInfo, VideoWriter, add_audio_from, has_audio, iter_video_frames, load_video_frames,
-                    probe_video, write_gif, write_video)
+from .templates import (
+    MotionTemplate,
+    load_template,
+    save_template,
+    template_from_dict,
+    template_to_dict,
+)
+from .video import (
+    VideoInfo,
+    VideoWriter,
+    add_audio_from,
+    has_audio,
+    iter_video_frames,
+    load_video_frames,
+    probe_video,
+    write_gif,
+    write_video,
+)
 
 __all__ = [
-    "AtomicPath", "atomic_write_path", "concat_side_by_side", "InputError", "OutputError",
-    "UnsafePickleError", "load_image", "save_image", "safe_load", "MotionTemplate", "load_template",
-    "save_template", "template_from_dict", "template_to_dict", "VideoInfo", "VideoWriter",
-    "add_audio_from", "has_audio", "iter_video_frames", "load_video_frames", "probe_video", "write_gif",
-    "write_video",
+    'AtomicPath',
+    'atomic_write_path',
+    'concat_side_by_side',
+    'InputError',
+    'OutputError',
+    'UnsafePickleError',
+    'load_image',
+    'save_image',
+    'safe_load',
+    'MotionTemplate',
+    'load_template',
+    'save_template',
+    'template_from_dict',
+    'template_to_dict',
+    'VideoInfo',
+    'VideoWriter',
+    'add_audio_from',
+    'has_audio',
+    'iter_video_frames',
+    'load_video_frames',
+    'probe_video',
+    'write_gif',
+    'write_video',
 ]

@@ -19,9 +19,9 @@ def _current_umask() -> int:
     # Linux exposes the umask read-only; elsewhere os.umask can only be read by setting it, which
     # briefly changes it for other threads, so that is the fallback.
     with contextlib.suppress(OSError, ValueError):
-        with open("/proc/self/status") as f:
+        with open('/proc/self/status') as f:
             for line in f:
-                if line.startswith("Umask:"):
+                if line.startswith('Umask:'):
                     return int(line.split()[1], 8)
     mask = os.umask(0)
     os.umask(mask)
@@ -38,18 +38,22 @@ class AtomicPath:
     def __init__(self, final_path: os.PathLike | str):
         final = os.path.abspath(os.fspath(final_path))
         if os.path.isdir(final):
-            raise OutputError(f"{describe(final_path)}: is a directory, expected a file path to write")
+            raise OutputError(
+                f'{describe(final_path)}: is a directory, expected a file path to write'
+            )
         directory = os.path.dirname(final)
         try:
             os.makedirs(directory, exist_ok=True)
         except OSError as e:
-            raise OutputError(f"{describe(final_path)}: cannot create output directory: {e}") from e
+            raise OutputError(f'{describe(final_path)}: cannot create output directory: {e}') from e
         stem, ext = os.path.splitext(os.path.basename(final))
         try:
             # Hidden name (leading dot) so file browsers and globbing for outputs ignore it.
-            fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".partial{ext}", dir=directory)
+            fd, tmp = tempfile.mkstemp(prefix=f'.{stem}.', suffix=f'.partial{ext}', dir=directory)
         except OSError as e:
-            raise OutputError(f"{describe(final_path)}: cannot create a temporary file next to it: {e}") from e
+            raise OutputError(
+                f'{describe(final_path)}: cannot create a temporary file next to it: {e}'
+            ) from e
         os.close(fd)
         self.final_path = final
         self.tmp_path = tmp
@@ -58,10 +62,12 @@ class AtomicPath:
     def commit(self) -> str:
         """Rename the temporary file onto the final path (replacing any old file) and return it."""
         if self._done:
-            raise OutputError(f"{describe(self.final_path)}: output already committed or discarded")
+            raise OutputError(f'{describe(self.final_path)}: output already committed or discarded')
         if not os.path.exists(self.tmp_path):
             self._done = True
-            raise OutputError(f"{describe(self.final_path)}: the writer removed its temporary file; nothing written")
+            raise OutputError(
+                f'{describe(self.final_path)}: the writer removed its temporary file; nothing written'
+            )
         # mkstemp creates 0600 files; give the output the permissions a plain open() would.
         with contextlib.suppress(OSError):
             os.chmod(self.tmp_path, 0o666 & ~_current_umask())
@@ -69,7 +75,9 @@ class AtomicPath:
             os.replace(self.tmp_path, self.final_path)
         except OSError as e:
             self.discard()
-            raise OutputError(f"{describe(self.final_path)}: cannot move finished output into place: {e}") from e
+            raise OutputError(
+                f'{describe(self.final_path)}: cannot move finished output into place: {e}'
+            ) from e
         self._done = True
         return self.final_path
 

@@ -25,18 +25,22 @@ def resize_to_height(image: np.ndarray, height: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=interp)
 
 
-def concat_side_by_side(frames: Sequence[np.ndarray | None], height: int | None = None) -> np.ndarray:
+def concat_side_by_side(
+    frames: Sequence[np.ndarray | None], height: int | None = None
+) -> np.ndarray:
     """Join RGB uint8 images left to right at a common height.
 
     `height` defaults to the height of the LAST panel (the result, by convention), so the animated
     output is never resampled. `None` entries are skipped, which lets callers pass an optional
     driving frame without branching.
     """
-    panels = [as_rgb_uint8(f, f"side-by-side panel {i}") for i, f in enumerate(frames) if f is not None]
+    panels = [
+        as_rgb_uint8(f, f'side-by-side panel {i}') for i, f in enumerate(frames) if f is not None
+    ]
     if not panels:
-        raise ValueError("concat_side_by_side: no frames given")
+        raise ValueError('concat_side_by_side: no frames given')
     if height is None:
         height = panels[-1].shape[0]
     if int(height) <= 0:
-        raise ValueError(f"concat_side_by_side: height must be positive, got {height}")
+        raise ValueError(f'concat_side_by_side: height must be positive, got {height}')
     return np.ascontiguousarray(np.hstack([resize_to_height(p, int(height)) for p in panels]))

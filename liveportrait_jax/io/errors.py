@@ -31,11 +31,11 @@ def check_input_file(path: os.PathLike | str, kind: str) -> str:
     name = describe(path)
     p = os.fspath(path)
     if not os.path.exists(p):
-        raise InputError(f"{name}: {kind} file not found")
+        raise InputError(f'{name}: {kind} file not found')
     if os.path.isdir(p):
-        raise InputError(f"{name}: is a directory, expected a {kind} file")
+        raise InputError(f'{name}: is a directory, expected a {kind} file')
     if os.path.getsize(p) == 0:
-        raise InputError(f"{name}: {kind} file is empty")
+        raise InputError(f'{name}: {kind} file is empty')
     if not os.access(p, os.R_OK):
-        raise InputError(f"{name}: {kind} file is not readable (permission denied)")
+        raise InputError(f'{name}: {kind} file is not readable (permission denied)')
     return p

@@ -33,11 +33,17 @@ NUM_KP = 21  # implicit keypoints of every released LivePortrait model (human an
 
 # Per-frame shape of each field, without the frame axis.
 _FRAME_SHAPES: dict[str, tuple[int, ...]] = {
-    "R": (3, 3), "exp": (NUM_KP, 3), "t": (3,), "scale": (1,),
-    "kp": (NUM_KP, 3), "x_s": (NUM_KP, 3), "c_eyes": (2,), "c_lip": (1,),
+    'R': (3, 3),
+    'exp': (NUM_KP, 3),
+    't': (3,),
+    'scale': (1,),
+    'kp': (NUM_KP, 3),
+    'x_s': (NUM_KP, 3),
+    'c_eyes': (2,),
+    'c_lip': (1,),
 }
-_REQUIRED = ("R", "exp", "t", "scale")
-_OPTIONAL_MOTION = ("kp", "x_s")
+_REQUIRED = ('R', 'exp', 't', 'scale')
+_OPTIONAL_MOTION = ('kp', 'x_s')
 
 
 def _accepted_shapes(shape: tuple[int, ...]) -> set[tuple[int, ...]]:
@@ -55,29 +61,37 @@ def _as_frame_array(value: Any, field: str, where: str) -> np.ndarray:
         arr = np.asarray(value)
     except Exception as e:  # ragged lists etc.
         raise InputError(f"{where}: '{field}' is not an array ({e})") from None
-    if arr.dtype.kind not in "fiub":
+    if arr.dtype.kind not in 'fiub':
         raise InputError(f"{where}: '{field}' must be numeric, got dtype {arr.dtype}")
     if arr.shape not in _accepted_shapes(expected):
-        raise InputError(f"{where}: '{field}' has shape {arr.shape}, expected {expected} "
-                         f"(optionally with a leading batch axis of 1)")
-    with np.errstate(over="ignore"):  # float64 beyond float32 range becomes inf, rejected by the caller
+        raise InputError(
+            f"{where}: '{field}' has shape {arr.shape}, expected {expected} "
+            f'(optionally with a leading batch axis of 1)'
+        )
+    with np.errstate(
+        over='ignore'
+    ):  # float64 beyond float32 range becomes inf, rejected by the caller
         return arr.reshape(expected).astype(np.float32)
 
 
 def _stack_field(values: Any, field: str, n: int, source: str) -> np.ndarray:
     """Validate an (N, *shape) array, or a per-frame list, into float32 (N, *shape)."""
     expected = _FRAME_SHAPES[field]
-    if isinstance(values, np.ndarray) and values.dtype.kind in "fiub" and values.ndim >= 1:
+    if isinstance(values, np.ndarray) and values.dtype.kind in 'fiub' and values.ndim >= 1:
         frames = list(values) if values.shape[0] == n else None
     elif isinstance(values, (list, tuple)):
         frames = list(values)
     else:
-        raise InputError(f"{source}: '{field}' must be a per-frame list or an array with {n} rows, "
-                         f"got {type(values).__name__}")
+        raise InputError(
+            f"{source}: '{field}' must be a per-frame list or an array with {n} rows, "
+            f'got {type(values).__name__}'
+        )
     if frames is None or len(frames) != n:
-        got = values.shape if isinstance(values, np.ndarray) else f"{len(frames)} entries"
+        got = values.shape if isinstance(values, np.ndarray) else f'{len(frames)} entries'
         raise InputError(f"{source}: '{field}' has {got}, expected {n} frames of shape {expected}")
-    out = np.stack([_as_frame_array(v, field, f"{source}: frame {i}") for i, v in enumerate(frames)])
+    out = np.stack(
+        [_as_frame_array(v, field, f'{source}: frame {i}') for i, v in enumerate(frames)]
+    )
     if not np.all(np.isfinite(out)):
         raise InputError(f"{source}: '{field}' contains NaN or infinite values")
     return out
@@ -103,13 +117,15 @@ class MotionTemplate:
     c_eyes: np.ndarray | None = None
     c_lip: np.ndarray | None = None
     fps: float | None = None
-    layout: str = "arrays"  # which layout it was read from: motion-only, legacy, current, or arrays
-    source: str = dataclasses.field(default="MotionTemplate", repr=False)
+    layout: str = 'arrays'  # which layout it was read from: motion-only, legacy, current, or arrays
+    source: str = dataclasses.field(default='MotionTemplate', repr=False)
 
     def __post_init__(self):
         n = np.shape(self.R)[0] if np.ndim(self.R) >= 1 else -1
         if n <= 0:
-            raise InputError(f"{self.source}: 'R' must have shape (N,3,3) with N >= 1, got {np.shape(self.R)}")
+            raise InputError(
+                f"{self.source}: 'R' must have shape (N,3,3) with N >= 1, got {np.shape(self.R)}"
+            )
         for field in _FRAME_SHAPES:
             value = getattr(self, field)
             if value is None:
@@ -119,8 +135,10 @@ class MotionTemplate:
             arr = np.asarray(value)
             expected = (n, *_FRAME_SHAPES[field])
             if arr.shape != expected:
-                raise InputError(f"{self.source}: '{field}' has shape {arr.shape}, expected {expected}")
-            if arr.dtype.kind not in "fiub":
+                raise InputError(
+                    f"{self.source}: '{field}' has shape {arr.shape}, expected {expected}"
+                )
+            if arr.dtype.kind not in 'fiub':
                 raise InputError(f"{self.source}: '{field}' must be numeric, got dtype {arr.dtype}")
             setattr(self, field, np.ascontiguousarray(arr, dtype=np.float32))
         if self.fps is not None:
@@ -135,7 +153,9 @@ class MotionTemplate:
 
 
 def _check_fps(value: Any, source: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
         raise InputError(f"{source}: 'output_fps' must be a number, got {value!r}")
     fps = float(value)
     if not math.isfinite(fps) or fps <= 0:
@@ -150,30 +170,37 @@ def _first_key(mapping: Mapping, *keys: str):
     return None
 
 
-def template_from_dict(obj: Any, source: str = "<template>") -> MotionTemplate:
+def template_from_dict(obj: Any, source: str = '<template>') -> MotionTemplate:
     """Normalise any of the three reference layouts (module docstring) into a MotionTemplate."""
     if not isinstance(obj, dict):
-        raise InputError(f"{source}: not a motion template: expected a dict, got {type(obj).__name__}")
-    motion = obj.get("motion")
+        raise InputError(
+            f'{source}: not a motion template: expected a dict, got {type(obj).__name__}'
+        )
+    motion = obj.get('motion')
     if not isinstance(motion, (list, tuple)):
-        raise InputError(f"{source}: not a motion template: no 'motion' list "
-                         f"(keys: {sorted(map(str, obj))})")
+        raise InputError(
+            f"{source}: not a motion template: no 'motion' list (keys: {sorted(map(str, obj))})"
+        )
     n = len(motion)
     if n == 0:
-        raise InputError(f"{source}: motion template has no frames")
-    if "n_frames" in obj:
-        declared = obj["n_frames"]
+        raise InputError(f'{source}: motion template has no frames')
+    if 'n_frames' in obj:
+        declared = obj['n_frames']
         if not isinstance(declared, (int, np.integer)) or int(declared) != n:
             raise InputError(f"{source}: 'n_frames' is {declared!r} but 'motion' has {n} frames")
     for i, frame in enumerate(motion):
         if not isinstance(frame, dict):
-            raise InputError(f"{source}: frame {i} of 'motion' is a {type(frame).__name__}, expected a dict")
+            raise InputError(
+                f"{source}: frame {i} of 'motion' is a {type(frame).__name__}, expected a dict"
+            )
 
-    rot_key = _first_key(motion[0], "R", "R_d")  # 'R_d' in legacy templates
+    rot_key = _first_key(motion[0], 'R', 'R_d')  # 'R_d' in legacy templates
     if rot_key is None:
-        raise InputError(f"{source}: frame 0 has no rotation 'R' (or legacy 'R_d'); "
-                         f"keys: {sorted(map(str, motion[0]))}")
-    keys = {"R": rot_key, "exp": "exp", "t": "t", "scale": "scale"}
+        raise InputError(
+            f"{source}: frame 0 has no rotation 'R' (or legacy 'R_d'); "
+            f'keys: {sorted(map(str, motion[0]))}'
+        )
+    keys = {'R': rot_key, 'exp': 'exp', 't': 't', 'scale': 'scale'}
     fields: dict[str, np.ndarray | None] = {}
     for field, key in keys.items():
         missing = [i for i, f in enumerate(motion) if key not in f]
@@ -185,24 +212,40 @@ def template_from_dict(obj: Any, source: str = "<template>") -> MotionTemplate:
         if all(have):
             fields[field] = _stack_field([f[field] for f in motion], field, n, source)
         elif any(have):
-            raise InputError(f"{source}: '{field}' is present in some frames but missing from frame "
-                             f"{have.index(False)}")
+            raise InputError(
+                f"{source}: '{field}' is present in some frames but missing from frame "
+                f'{have.index(False)}'
+            )
 
-    eyes_key = _first_key(obj, "c_eyes_lst", "c_d_eyes_lst")
-    lip_key = _first_key(obj, "c_lip_lst", "c_d_lip_lst")
-    c_eyes = None if eyes_key is None else _stack_field(obj[eyes_key], "c_eyes", n, f"{source}: '{eyes_key}'")
-    c_lip = None if lip_key is None else _stack_field(obj[lip_key], "c_lip", n, f"{source}: '{lip_key}'")
+    eyes_key = _first_key(obj, 'c_eyes_lst', 'c_d_eyes_lst')
+    lip_key = _first_key(obj, 'c_lip_lst', 'c_d_lip_lst')
+    c_eyes = (
+        None
+        if eyes_key is None
+        else _stack_field(obj[eyes_key], 'c_eyes', n, f"{source}: '{eyes_key}'")
+    )
+    c_lip = (
+        None
+        if lip_key is None
+        else _stack_field(obj[lip_key], 'c_lip', n, f"{source}: '{lip_key}'")
+    )
 
-    fps = obj.get("output_fps")
+    fps = obj.get('output_fps')
     fps = None if fps is None else _check_fps(fps, source)
 
-    if rot_key == "R_d" or (eyes_key or "").startswith("c_d_") or (lip_key or "").startswith("c_d_"):
-        layout = "legacy"
+    if (
+        rot_key == 'R_d'
+        or (eyes_key or '').startswith('c_d_')
+        or (lip_key or '').startswith('c_d_')
+    ):
+        layout = 'legacy'
     elif eyes_key is None and lip_key is None:
-        layout = "motion-only"
+        layout = 'motion-only'
     else:
-        layout = "current"
-    return MotionTemplate(c_eyes=c_eyes, c_lip=c_lip, fps=fps, layout=layout, source=source, **fields)
+        layout = 'current'
+    return MotionTemplate(
+        c_eyes=c_eyes, c_lip=c_lip, fps=fps, layout=layout, source=source, **fields
+    )
 
 
 def load_template(path: os.PathLike | str) -> MotionTemplate:
@@ -218,22 +261,30 @@ def template_to_dict(template: MotionTemplate) -> dict:
     """
     motion = []
     for i in range(template.n_frames):
-        frame = {"scale": template.scale[i][None], "R": template.R[i][None], "t": template.t[i][None],
-                 "exp": template.exp[i][None]}
+        frame = {
+            'scale': template.scale[i][None],
+            'R': template.R[i][None],
+            't': template.t[i][None],
+            'exp': template.exp[i][None],
+        }
         for field in _OPTIONAL_MOTION:
             value = getattr(template, field)
             if value is not None:
                 frame[field] = value[i][None]
         motion.append({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in frame.items()})
-    out: dict[str, Any] = {"n_frames": template.n_frames}
+    out: dict[str, Any] = {'n_frames': template.n_frames}
     if template.fps is not None:
         # The reference stores int(fps); keep fractional rates such as 29.97 exact.
-        out["output_fps"] = int(template.fps) if float(template.fps).is_integer() else float(template.fps)
-    out["motion"] = motion
+        out['output_fps'] = (
+            int(template.fps) if float(template.fps).is_integer() else float(template.fps)
+        )
+    out['motion'] = motion
     if template.c_eyes is not None:
-        out["c_eyes_lst"] = [np.ascontiguousarray(v[None], dtype=np.float32) for v in template.c_eyes]
+        out['c_eyes_lst'] = [
+            np.ascontiguousarray(v[None], dtype=np.float32) for v in template.c_eyes
+        ]
     if template.c_lip is not None:
-        out["c_lip_lst"] = [np.ascontiguousarray(v[None], dtype=np.float32) for v in template.c_lip]
+        out['c_lip_lst'] = [np.ascontiguousarray(v[None], dtype=np.float32) for v in template.c_lip]
     return out
 
 
@@ -241,6 +292,6 @@ def save_template(path: os.PathLike | str, template: MotionTemplate) -> str:
     """Write `template` in the current reference layout (plain pickle, protocol 4), atomically."""
     data = pickle.dumps(template_to_dict(template), protocol=4)
     with atomic_write_path(path) as tmp:
-        with open(tmp, "wb") as f:
+        with open(tmp, 'wb') as f:
             f.write(data)
     return os.path.abspath(os.fspath(path))

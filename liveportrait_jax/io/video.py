@@ -28,13 +28,27 @@ import numpy as np
 from .atomic import AtomicPath, atomic_write_path
 from .compose import concat_side_by_side  # noqa: F401  (re-exported: part of the video API)
 from .errors import InputError, OutputError, describe
-from .ffmpeg import (check_input_file, ffmpeg_exe, inspect_media, raise_output_failure, run_ffmpeg,
-                     stderr_tail)
+from .ffmpeg import (
+    check_input_file,
+    ffmpeg_exe,
+    inspect_media,
+    raise_output_failure,
+    run_ffmpeg,
+    stderr_tail,
+)
 from .images import as_rgb_uint8
 
 __all__ = [
-    "VideoInfo", "probe_video", "iter_video_frames", "load_video_frames", "VideoWriter", "write_video",
-    "add_audio_from", "has_audio", "write_gif", "concat_side_by_side",
+    'VideoInfo',
+    'probe_video',
+    'iter_video_frames',
+    'load_video_frames',
+    'VideoWriter',
+    'write_video',
+    'add_audio_from',
+    'has_audio',
+    'write_gif',
+    'concat_side_by_side',
 ]
 
 
@@ -42,7 +56,9 @@ __all__ = [
 class VideoInfo:
     path: str
     fps: float
-    n_frames: int  # frames in the container (packet count); what iter_video_frames yields for CFR video
+    n_frames: (
+        int  # frames in the container (packet count); what iter_video_frames yields for CFR video
+    )
     width: int
     height: int
     has_audio: bool
@@ -62,21 +78,30 @@ def probe_video(path: os.PathLike | str) -> VideoInfo:
     fps falls back to frames/duration, then to 25 (the reference's default) when the header has none.
     """
     name = describe(path)
-    check_input_file(path, "video")
+    check_input_file(path, 'video')
     info, n_frames = inspect_media(path, count_video_frames=True)
     if not info.has_video:
-        raise InputError(f"{name}: contains no video stream"
-                         + (" (audio only)" if info.has_audio else ""))
+        raise InputError(
+            f'{name}: contains no video stream' + (' (audio only)' if info.has_audio else '')
+        )
     if not n_frames:
-        raise InputError(f"{name}: video stream contains no frames")
+        raise InputError(f'{name}: video stream contains no frames')
     if info.width <= 0 or info.height <= 0:
-        raise InputError(f"{name}: could not determine the video frame size")
+        raise InputError(f'{name}: could not determine the video frame size')
     fps = info.fps
     if not fps and info.duration_s:
         fps = n_frames / info.duration_s
-    return VideoInfo(path=os.fspath(path), fps=float(fps or 25.0), n_frames=n_frames, width=info.width,
-                     height=info.height, has_audio=info.has_audio, duration_s=info.duration_s,
-                     video_codec=info.video_codec, audio_codec=info.audio_codec)
+    return VideoInfo(
+        path=os.fspath(path),
+        fps=float(fps or 25.0),
+        n_frames=n_frames,
+        width=info.width,
+        height=info.height,
+        has_audio=info.has_audio,
+        duration_s=info.duration_s,
+        video_codec=info.video_codec,
+        audio_codec=info.audio_codec,
+    )
 
 
 def has_audio(path: os.PathLike | str) -> bool:
@@ -85,7 +110,9 @@ def has_audio(path: os.PathLike | str) -> bool:
     return info.has_audio
 
 
-def iter_video_frames(path: os.PathLike | str, max_frames: int | None = None) -> Iterator[np.ndarray]:
+def iter_video_frames(
+    path: os.PathLike | str, max_frames: int | None = None
+) -> Iterator[np.ndarray]:
     """Yield the frames of a video as HxWx3 uint8 RGB arrays (writable), at most `max_frames`.
 
     Errors (missing file, not a video, no frames, nothing decodable) raise InputError naming the file;
@@ -94,7 +121,7 @@ def iter_video_frames(path: os.PathLike | str, max_frames: int | None = None) ->
     """
     name = describe(path)
     if max_frames is not None and max_frames < 0:
-        raise ValueError(f"{name}: max_frames must be >= 0, got {max_frames}")
+        raise ValueError(f'{name}: max_frames must be >= 0, got {max_frames}')
     info = probe_video(path)
     if max_frames == 0:
         return
@@ -102,9 +129,26 @@ def iter_video_frames(path: os.PathLike | str, max_frames: int | None = None) ->
     # Same output options as imageio's ffmpeg reader (the reference's), so frames are identical; '-s'
     # pins the frame size we slice the byte stream by (a no-op when the probe is right, as it should
     # be, and a resize rather than garbled frames if it ever is not).
-    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", os.fspath(path),
-            "-map", "0:V:0", "-f", "image2pipe", "-vcodec", "rawvideo", "-pix_fmt", "rgb24",
-            "-s", f"{width}x{height}", "-"]
+    args = [
+        ffmpeg_exe(),
+        '-hide_banner',
+        '-nostdin',
+        '-loglevel',
+        'error',
+        '-i',
+        os.fspath(path),
+        '-map',
+        '0:V:0',
+        '-f',
+        'image2pipe',
+        '-vcodec',
+        'rawvideo',
+        '-pix_fmt',
+        'rgb24',
+        '-s',
+        f'{width}x{height}',
+        '-',
+    ]
     frame_bytes = width * height * 3
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
@@ -126,11 +170,13 @@ def iter_video_frames(path: os.PathLike | str, max_frames: int | None = None) ->
             log.seek(0)
             tail = stderr_tail(log.read(), 3)
             if n == 0:
-                raise InputError(f"{name}: no frames could be decoded ({tail})")
-            warnings.warn(f"{name}: decoding stopped after {n} of {info.n_frames} frames ({tail})",
-                          stacklevel=2)
+                raise InputError(f'{name}: no frames could be decoded ({tail})')
+            warnings.warn(
+                f'{name}: decoding stopped after {n} of {info.n_frames} frames ({tail})',
+                stacklevel=2,
+            )
         elif n == 0:
-            raise InputError(f"{name}: no frames could be decoded")
+            raise InputError(f'{name}: no frames could be decoded')
 
 
 def load_video_frames(path: os.PathLike | str, max_frames: int | None = None) -> list[np.ndarray]:
@@ -143,28 +189,31 @@ def _fps_arg(fps: float, where: str) -> str:
     try:
         value = float(fps)
     except (TypeError, ValueError):
-        raise OutputError(f"{where}: fps must be a number, got {fps!r}") from None
+        raise OutputError(f'{where}: fps must be a number, got {fps!r}') from None
     if not math.isfinite(value) or value <= 0:
-        raise OutputError(f"{where}: fps must be positive, got {fps!r}")
+        raise OutputError(f'{where}: fps must be positive, got {fps!r}')
     frac = fractions.Fraction(value).limit_denominator(1001)
-    return f"{frac.numerator}/{frac.denominator}"
+    return f'{frac.numerator}/{frac.denominator}'
 
 
 def _pad_even(frame: np.ndarray) -> np.ndarray:
     h, w = frame.shape[:2]
     if h % 2 == 0 and w % 2 == 0:
         return frame
-    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode='edge')
 
 
 @functools.lru_cache(maxsize=None)
 def _h264_encoder() -> str:
     """libx264 (CRF rate control, what the reference uses) when this ffmpeg has it, else "h264", which
     lets ffmpeg pick whatever h264 encoder it was built with (e.g. a system ffmpeg via IMAGEIO_FFMPEG_EXE)."""
-    res = run_ffmpeg(["-encoders"])
-    names = {line.split()[1] for line in res.stdout.decode("utf-8", "replace").splitlines()
-             if len(line.split()) > 1}
-    return "libx264" if "libx264" in names else "h264"
+    res = run_ffmpeg(['-encoders'])
+    names = {
+        line.split()[1]
+        for line in res.stdout.decode('utf-8', 'replace').splitlines()
+        if len(line.split()) > 1
+    }
+    return 'libx264' if 'libx264' in names else 'h264'
 
 
 class VideoWriter:
@@ -180,8 +229,15 @@ class VideoWriter:
     never reached, nothing appears at `path`.
     """
 
-    def __init__(self, path: os.PathLike | str, fps: float, *, crf: int = 18,
-                 audio_from: os.PathLike | str | None = None, preset: str = "medium"):
+    def __init__(
+        self,
+        path: os.PathLike | str,
+        fps: float,
+        *,
+        crf: int = 18,
+        audio_from: os.PathLike | str | None = None,
+        preset: str = 'medium',
+    ):
         self.path = os.path.abspath(os.fspath(path))
         self._name = describe(path)
         self._rate = _fps_arg(fps, self._name)
@@ -189,7 +245,9 @@ class VideoWriter:
         self.crf = int(crf)
         self.preset = preset
         # The audio source is checked now, not after minutes of rendering.
-        self.audio_from = None if audio_from is None else check_input_file(audio_from, "audio source")
+        self.audio_from = (
+            None if audio_from is None else check_input_file(audio_from, 'audio source')
+        )
         self._audio_present = self.audio_from is not None and has_audio(self.audio_from)
         self.frames_written = 0
         self.frame_size: tuple[int, int] | None = None  # (height, width) of the input frames
@@ -200,7 +258,7 @@ class VideoWriter:
         self._aborted = False
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> 'VideoWriter':
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -216,9 +274,12 @@ class VideoWriter:
             if not self._closed:
                 self.abort()
                 if self.frames_written:
-                    warnings.warn(f"{self._name}: VideoWriter was never closed; the unfinished video "
-                                  "was discarded (use it as a context manager or call close())",
-                                  ResourceWarning, stacklevel=2)
+                    warnings.warn(
+                        f'{self._name}: VideoWriter was never closed; the unfinished video '
+                        'was discarded (use it as a context manager or call close())',
+                        ResourceWarning,
+                        stacklevel=2,
+                    )
         except Exception:
             pass
 
@@ -226,49 +287,74 @@ class VideoWriter:
         codec, exe = _h264_encoder(), ffmpeg_exe()
         out_h, out_w = height + height % 2, width + width % 2
         self._target = AtomicPath(self.path)
-        args = [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{out_w}x{out_h}", "-r", self._rate,
-                "-i", "-", "-an", "-c:v", codec, "-pix_fmt", "yuv420p"]
-        if codec == "libx264":
-            args += ["-crf", str(self.crf), "-preset", self.preset]
-        args += ["-movflags", "+faststart", self._target.tmp_path]
+        args = [
+            exe,
+            '-hide_banner',
+            '-nostdin',
+            '-loglevel',
+            'error',
+            '-y',
+            '-f',
+            'rawvideo',
+            '-pix_fmt',
+            'rgb24',
+            '-s',
+            f'{out_w}x{out_h}',
+            '-r',
+            self._rate,
+            '-i',
+            '-',
+            '-an',
+            '-c:v',
+            codec,
+            '-pix_fmt',
+            'yuv420p',
+        ]
+        if codec == 'libx264':
+            args += ['-crf', str(self.crf), '-preset', self.preset]
+        args += ['-movflags', '+faststart', self._target.tmp_path]
         # stderr goes to a file: a pipe nobody reads could fill up and deadlock the encoder.
         self._log = tempfile.TemporaryFile()
         try:
-            self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                          stderr=self._log)
+            self._proc = subprocess.Popen(
+                args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log
+            )
         except OSError as e:
             self._target.discard()
-            raise OutputError(f"{self._name}: cannot start ffmpeg: {e}") from e
+            raise OutputError(f'{self._name}: cannot start ffmpeg: {e}') from e
 
     def _read_log(self) -> str:
         if self._log is None:
-            return ""
+            return ''
         self._log.seek(0)
-        return self._log.read().decode("utf-8", errors="replace")
+        return self._log.read().decode('utf-8', errors='replace')
 
     # -- writing ---------------------------------------------------------------------------------
     def write(self, frame: np.ndarray) -> None:
         """Append one HxWx3 uint8 RGB frame (HxW gray and HxWx4 RGBA are accepted too)."""
         if self._closed:
-            raise OutputError(f"{self._name}: write() after the writer was "
-                              + ("aborted" if self._aborted else "closed"))
-        rgb = as_rgb_uint8(frame, f"{self._name} frame {self.frames_written}")
+            raise OutputError(
+                f'{self._name}: write() after the writer was '
+                + ('aborted' if self._aborted else 'closed')
+            )
+        rgb = as_rgb_uint8(frame, f'{self._name} frame {self.frames_written}')
         h, w = rgb.shape[:2]
         if self.frame_size is None:
             self.frame_size = (h, w)
             self._start(h, w)
         elif (h, w) != self.frame_size:
             self.abort()
-            raise OutputError(f"{self._name}: frame {self.frames_written} is {w}x{h}, but the video is "
-                              f"{self.frame_size[1]}x{self.frame_size[0]} (all frames must match)")
+            raise OutputError(
+                f'{self._name}: frame {self.frames_written} is {w}x{h}, but the video is '
+                f'{self.frame_size[1]}x{self.frame_size[0]} (all frames must match)'
+            )
         try:
             self._proc.stdin.write(_pad_even(rgb).tobytes())
         except (BrokenPipeError, OSError):
             self._proc.wait()
             log = self._read_log()
             self.abort()
-            raise_output_failure(self.path, "h264 encoding (ffmpeg)", log)
+            raise_output_failure(self.path, 'h264 encoding (ffmpeg)', log)
         self.frames_written += 1
 
     def write_many(self, frames: Iterable[np.ndarray]) -> None:
@@ -278,12 +364,14 @@ class VideoWriter:
     def close(self) -> str:
         """Finish encoding, add audio if requested, move the file into place; returns its path."""
         if self._aborted:
-            raise OutputError(f"{self._name}: the writer was aborted after an error; no video created")
+            raise OutputError(
+                f'{self._name}: the writer was aborted after an error; no video created'
+            )
         if self._closed:
             return self.path
         if self.frames_written == 0:
             self.abort()
-            raise OutputError(f"{self._name}: no frames were written; no video created")
+            raise OutputError(f'{self._name}: no frames were written; no video created')
         try:
             self._proc.stdin.close()
         except OSError:
@@ -292,7 +380,7 @@ class VideoWriter:
         if rc != 0:
             log = self._read_log()
             self.abort()
-            raise_output_failure(self.path, "h264 encoding (ffmpeg)", log)
+            raise_output_failure(self.path, 'h264 encoding (ffmpeg)', log)
         try:
             if self._audio_present:
                 with atomic_write_path(self.path) as muxed:
@@ -328,8 +416,14 @@ class VideoWriter:
             self._log = None
 
 
-def write_video(path: os.PathLike | str, frames: Iterable[np.ndarray], fps: float, *,
-                audio_from: os.PathLike | str | None = None, crf: int = 18) -> str:
+def write_video(
+    path: os.PathLike | str,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    *,
+    audio_from: os.PathLike | str | None = None,
+    crf: int = 18,
+) -> str:
     """Write all `frames` with a VideoWriter; returns the output path."""
     with VideoWriter(path, fps, crf=crf, audio_from=audio_from) as writer:
         writer.write_many(frames)
@@ -344,30 +438,49 @@ def _mux_audio(video: str, audio_source: str, out: str, shown: str) -> None:
     (8 frames at 10 fps with 1 s of audio came out as 5).
     """
     duration = probe_video(video).duration_s
-    trim = ["-t", f"{duration:.6f}"] if duration else []
-    base = ["-y", "-loglevel", "error", "-i", video, *trim, "-i", audio_source, "-map", "0:v:0",
-            "-map", "1:a:0", "-c:v", "copy", "-movflags", "+faststart"]
-    res = run_ffmpeg(base + ["-c:a", "copy", out])
+    trim = ['-t', f'{duration:.6f}'] if duration else []
+    base = [
+        '-y',
+        '-loglevel',
+        'error',
+        '-i',
+        video,
+        *trim,
+        '-i',
+        audio_source,
+        '-map',
+        '0:v:0',
+        '-map',
+        '1:a:0',
+        '-c:v',
+        'copy',
+        '-movflags',
+        '+faststart',
+    ]
+    res = run_ffmpeg(base + ['-c:a', 'copy', out])
     if res.returncode != 0:
         # e.g. PCM audio from a .mov/.avi cannot be stream-copied into mp4: re-encode it.
-        res = run_ffmpeg(base + ["-c:a", "aac", "-b:a", "192k", out])
+        res = run_ffmpeg(base + ['-c:a', 'aac', '-b:a', '192k', out])
     if res.returncode != 0:
-        raise_output_failure(shown, f"adding audio from {describe(audio_source)}", res.stderr)
+        raise_output_failure(shown, f'adding audio from {describe(audio_source)}', res.stderr)
 
 
-def add_audio_from(video_path: os.PathLike | str, audio_source: os.PathLike | str,
-                   out_path: os.PathLike | str | None = None) -> bool:
+def add_audio_from(
+    video_path: os.PathLike | str,
+    audio_source: os.PathLike | str,
+    out_path: os.PathLike | str | None = None,
+) -> bool:
     """Mux the first audio stream of `audio_source` into `video_path` (in place unless `out_path`).
 
     Returns True when audio was added, False when `audio_source` has none (then `out_path`, if given,
     receives a plain copy of the video). Atomic either way.
     """
-    src = check_input_file(video_path, "video")
-    check_input_file(audio_source, "audio source")
+    src = check_input_file(video_path, 'video')
+    check_input_file(audio_source, 'audio source')
     dest = os.fspath(out_path) if out_path is not None else src
     if not has_audio(audio_source):
         if out_path is not None:
-            with atomic_write_path(dest) as tmp, open(src, "rb") as fin, open(tmp, "wb") as fout:
+            with atomic_write_path(dest) as tmp, open(src, 'rb') as fin, open(tmp, 'wb') as fout:
                 while chunk := fin.read(1 << 20):
                     fout.write(chunk)
         return False
@@ -376,7 +489,9 @@ def add_audio_from(video_path: os.PathLike | str, audio_source: os.PathLike | st
     return True
 
 
-def write_gif(path: os.PathLike | str, frames: Iterable[np.ndarray], fps: float, *, loop: int = 0) -> str:
+def write_gif(
+    path: os.PathLike | str, frames: Iterable[np.ndarray], fps: float, *, loop: int = 0
+) -> str:
     """Write an animated GIF with a palette computed from all frames (ffmpeg palettegen/paletteuse).
 
     `loop=0` repeats forever. Atomic; returns the output path.
@@ -386,21 +501,44 @@ def write_gif(path: os.PathLike | str, frames: Iterable[np.ndarray], fps: float,
     frames = iter(frames)
     first = next(frames, None)
     if first is None:
-        raise OutputError(f"{name}: no frames given; no GIF created")
-    first = as_rgb_uint8(first, f"{name} frame 0")
+        raise OutputError(f'{name}: no frames given; no GIF created')
+    first = as_rgb_uint8(first, f'{name} frame 0')
     h, w = first.shape[:2]
     with atomic_write_path(path) as tmp, tempfile.TemporaryFile() as log:
-        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", rate, "-i", "-",
-                "-filter_complex", "[0:v]split[a][b];[a]palettegen=stats_mode=full[p];[b][p]paletteuse",
-                "-loop", str(int(loop)), "-f", "gif", tmp]
+        args = [
+            ffmpeg_exe(),
+            '-hide_banner',
+            '-nostdin',
+            '-loglevel',
+            'error',
+            '-y',
+            '-f',
+            'rawvideo',
+            '-pix_fmt',
+            'rgb24',
+            '-s',
+            f'{w}x{h}',
+            '-r',
+            rate,
+            '-i',
+            '-',
+            '-filter_complex',
+            '[0:v]split[a][b];[a]palettegen=stats_mode=full[p];[b][p]paletteuse',
+            '-loop',
+            str(int(loop)),
+            '-f',
+            'gif',
+            tmp,
+        ]
         proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
         try:
             proc.stdin.write(first.tobytes())
             for i, frame in enumerate(frames, 1):
-                rgb = as_rgb_uint8(frame, f"{name} frame {i}")
+                rgb = as_rgb_uint8(frame, f'{name} frame {i}')
                 if rgb.shape[:2] != (h, w):
-                    raise OutputError(f"{name}: frame {i} is {rgb.shape[1]}x{rgb.shape[0]}, expected {w}x{h}")
+                    raise OutputError(
+                        f'{name}: frame {i} is {rgb.shape[1]}x{rgb.shape[0]}, expected {w}x{h}'
+                    )
                 proc.stdin.write(rgb.tobytes())
             proc.stdin.close()
         except BrokenPipeError:
@@ -411,5 +549,5 @@ def write_gif(path: os.PathLike | str, frames: Iterable[np.ndarray], fps: float,
             raise
         if proc.wait() != 0:
             log.seek(0)
-            raise_output_failure(path, "GIF encoding (ffmpeg)", log.read())
+            raise_output_failure(path, 'GIF encoding (ffmpeg)', log.read())
     return os.path.abspath(os.fspath(path))

@@ -52,17 +52,29 @@ class ConvNeXtV2(nnx.Module):
     scale (B, 1), kp (B, 3K)."""
 
     def __init__(self, *, depths, dims, num_kp, num_bins=66, in_chans=3, rngs, dtype=None):
-        stem = nnx.List([conv(in_chans, dims[0], (4, 4), stride=4, rngs=rngs, dtype=dtype),
-                         layer_norm(dims[0], rngs=rngs, dtype=dtype)])
+        stem = nnx.List(
+            [
+                conv(in_chans, dims[0], (4, 4), stride=4, rngs=rngs, dtype=dtype),
+                layer_norm(dims[0], rngs=rngs, dtype=dtype),
+            ]
+        )
         layers = [stem]
         for i in range(3):
-            layers.append(nnx.List([
-                layer_norm(dims[i], rngs=rngs, dtype=dtype),
-                conv(dims[i], dims[i + 1], (2, 2), stride=2, rngs=rngs, dtype=dtype)]))
+            layers.append(
+                nnx.List(
+                    [
+                        layer_norm(dims[i], rngs=rngs, dtype=dtype),
+                        conv(dims[i], dims[i + 1], (2, 2), stride=2, rngs=rngs, dtype=dtype),
+                    ]
+                )
+            )
         self.downsample_layers = nnx.List(layers)
-        self.stages = nnx.List([
-            nnx.List([Block(dims[i], rngs=rngs, dtype=dtype) for _ in range(depths[i])])
-            for i in range(4)])
+        self.stages = nnx.List(
+            [
+                nnx.List([Block(dims[i], rngs=rngs, dtype=dtype) for _ in range(depths[i])])
+                for i in range(4)
+            ]
+        )
         self.norm = layer_norm(dims[-1], rngs=rngs, dtype=dtype)
         self.fc_kp = linear(dims[-1], 3 * num_kp, rngs=rngs, dtype=dtype)
         self.fc_scale = linear(dims[-1], 1, rngs=rngs, dtype=dtype)
@@ -79,8 +91,10 @@ class ConvNeXtV2(nnx.Module):
             for block in stage:
                 x = block(x)
         x = self.norm(jnp.mean(x, axis=(1, 2)))
-        heads = {name: getattr(self, f'fc_{name}')(x)
-                 for name in ('pitch', 'yaw', 'roll', 't', 'exp', 'scale', 'kp')}
+        heads = {
+            name: getattr(self, f'fc_{name}')(x)
+            for name in ('pitch', 'yaw', 'roll', 't', 'exp', 'scale', 'kp')
+        }
         return {k: v.astype(jnp.float32) for k, v in heads.items()}
 
 
@@ -89,14 +103,29 @@ class MotionExtractor(nnx.Module):
 
     BACKBONES = {'convnextv2_tiny': ((3, 3, 9, 3), (96, 192, 384, 768))}
 
-    def __init__(self, num_kp, backbone='convnextv2_tiny', depths=None, dims=None, num_bins=66, *,
-                 rngs, dtype=None):
+    def __init__(
+        self,
+        num_kp,
+        backbone='convnextv2_tiny',
+        depths=None,
+        dims=None,
+        num_bins=66,
+        *,
+        rngs,
+        dtype=None,
+    ):
         if depths is None or dims is None:
             if backbone not in self.BACKBONES:
                 raise ValueError(f'unknown backbone {backbone!r} and no depths/dims given')
             depths, dims = self.BACKBONES[backbone]
-        self.detector = ConvNeXtV2(depths=tuple(depths), dims=tuple(dims), num_kp=num_kp,
-                                   num_bins=num_bins, rngs=rngs, dtype=dtype)
+        self.detector = ConvNeXtV2(
+            depths=tuple(depths),
+            dims=tuple(dims),
+            num_kp=num_kp,
+            num_bins=num_bins,
+            rngs=rngs,
+            dtype=dtype,
+        )
 
     def __call__(self, x):
         return self.detector(x)

@@ -15,17 +15,42 @@ BN_MOMENTUM = 0.9  # torch momentum 0.1 == flax momentum 0.9 (only matters when 
 IN_EPS = 1e-5  # torch.nn.InstanceNorm2d default
 
 
-def conv(in_features, out_features, kernel_size, *, rngs, padding=0, stride=1, groups=1,
-         use_bias=True, dtype=None):
+def conv(
+    in_features,
+    out_features,
+    kernel_size,
+    *,
+    rngs,
+    padding=0,
+    stride=1,
+    groups=1,
+    use_bias=True,
+    dtype=None,
+):
     """A PyTorch-style convolution (symmetric integer padding), 2-D or 3-D by len(kernel_size)."""
     n = len(kernel_size)
     if n == 3 and stride == 1 and groups == 1:
-        return Conv3d(in_features, out_features, kernel_size, padding=padding, use_bias=use_bias,
-                      rngs=rngs, dtype=dtype)
-    return nnx.Conv(in_features, out_features, kernel_size=tuple(kernel_size),
-                    strides=(stride,) * n, padding=[(padding, padding)] * n,
-                    feature_group_count=groups, use_bias=use_bias, dtype=dtype,
-                    param_dtype=jnp.float32, rngs=rngs)
+        return Conv3d(
+            in_features,
+            out_features,
+            kernel_size,
+            padding=padding,
+            use_bias=use_bias,
+            rngs=rngs,
+            dtype=dtype,
+        )
+    return nnx.Conv(
+        in_features,
+        out_features,
+        kernel_size=tuple(kernel_size),
+        strides=(stride,) * n,
+        padding=[(padding, padding)] * n,
+        feature_group_count=groups,
+        use_bias=use_bias,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        rngs=rngs,
+    )
 
 
 class Conv3d(nnx.Module):
@@ -37,8 +62,9 @@ class Conv3d(nnx.Module):
     faster with the same result up to float rounding. Other backends use the native 3-D conv.
     """
 
-    def __init__(self, in_features, out_features, kernel_size, *, rngs, padding=0, use_bias=True,
-                 dtype=None):
+    def __init__(
+        self, in_features, out_features, kernel_size, *, rngs, padding=0, use_bias=True, dtype=None
+    ):
         shape = tuple(kernel_size) + (in_features, out_features)
         self.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), shape, jnp.float32))
         self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32)) if use_bias else None
@@ -53,8 +79,9 @@ class Conv3d(nnx.Module):
             y = conv3d_as_2d(x, kernel, self.padding)
         else:
             p = self.padding
-            y = jax.lax.conv_general_dilated(x, kernel, (1, 1, 1), [(p, p)] * 3,
-                                             dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'))
+            y = jax.lax.conv_general_dilated(
+                x, kernel, (1, 1, 1), [(p, p)] * 3, dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC')
+            )
         if self.bias is not None:
             y = y + self.bias[...].astype(dtype)
         return y
@@ -72,31 +99,39 @@ def conv3d_as_2d(x, kernel, padding):
     dn = ('NHWC', 'HWIO', 'NHWC')
     d_out = d + 2 * p - kd + 1
     if kd == 1:
-        y = jax.lax.conv_general_dilated(x.reshape(b * d, h, w, cin), kernel[0], (1, 1),
-                                         [(p, p)] * 2, dimension_numbers=dn)
+        y = jax.lax.conv_general_dilated(
+            x.reshape(b * d, h, w, cin), kernel[0], (1, 1), [(p, p)] * 2, dimension_numbers=dn
+        )
         y = y.reshape(b, d, y.shape[1], y.shape[2], cout)
         return jnp.pad(y, ((0, 0), (p, p), (0, 0), (0, 0), (0, 0))) if p else y
     if cin >= 64:
         taps = jnp.transpose(kernel, (1, 2, 3, 0, 4)).reshape(kh, kw, cin, kd * cout)
-        y = jax.lax.conv_general_dilated(x.reshape(b * d, h, w, cin), taps, (1, 1),
-                                         [(p, p)] * 2, dimension_numbers=dn)
+        y = jax.lax.conv_general_dilated(
+            x.reshape(b * d, h, w, cin), taps, (1, 1), [(p, p)] * 2, dimension_numbers=dn
+        )
         y = y.reshape(b, d, y.shape[1], y.shape[2], kd, cout)
         y = jnp.pad(y, ((0, 0), (p, p), (0, 0), (0, 0), (0, 0), (0, 0)))
-        return sum(y[:, dz:dz + d_out, :, :, dz] for dz in range(kd))
+        return sum(y[:, dz : dz + d_out, :, :, dz] for dz in range(kd))
     xp = jnp.pad(x, ((0, 0), (p, p), (0, 0), (0, 0), (0, 0)))
     out = None
     for dz in range(kd):
-        xs = xp[:, dz:dz + d_out].reshape(b * d_out, h, w, cin)
-        y = jax.lax.conv_general_dilated(xs, kernel[dz], (1, 1), [(p, p)] * 2,
-                                         dimension_numbers=dn)
+        xs = xp[:, dz : dz + d_out].reshape(b * d_out, h, w, cin)
+        y = jax.lax.conv_general_dilated(xs, kernel[dz], (1, 1), [(p, p)] * 2, dimension_numbers=dn)
         out = y if out is None else out + y
     return out.reshape(b, d_out, out.shape[1], out.shape[2], cout)
 
 
 def batch_norm(num_features, *, rngs, dtype=None):
     """Inference-mode BatchNorm with the reference's running statistics (eps 1e-5)."""
-    return nnx.BatchNorm(num_features, use_running_average=True, momentum=BN_MOMENTUM,
-                         epsilon=BN_EPS, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+    return nnx.BatchNorm(
+        num_features,
+        use_running_average=True,
+        momentum=BN_MOMENTUM,
+        epsilon=BN_EPS,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        rngs=rngs,
+    )
 
 
 def linear(in_features, out_features, *, rngs, dtype=None):
@@ -161,10 +196,17 @@ def unfold_depth(x, channels):
 class SameBlock2d(nnx.Module):
     """conv3x3 -> BN -> ReLU (or LeakyReLU 0.01), resolution preserved."""
 
-    def __init__(self, in_features, out_features, *, rngs, kernel_size=3, padding=1, lrelu=False,
-                 dtype=None):
-        self.conv = conv(in_features, out_features, (kernel_size, kernel_size), padding=padding,
-                         rngs=rngs, dtype=dtype)
+    def __init__(
+        self, in_features, out_features, *, rngs, kernel_size=3, padding=1, lrelu=False, dtype=None
+    ):
+        self.conv = conv(
+            in_features,
+            out_features,
+            (kernel_size, kernel_size),
+            padding=padding,
+            rngs=rngs,
+            dtype=dtype,
+        )
         self.norm = batch_norm(out_features, rngs=rngs, dtype=dtype)
         self.lrelu = lrelu
 

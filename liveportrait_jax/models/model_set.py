@@ -17,8 +17,15 @@ from liveportrait_jax.models.stitching import StitchingRetargetingNetwork
 from liveportrait_jax.models.warping import WarpingNetwork
 
 # Networks of a model set, in checkpoint order. The stitching file holds the last three MLPs.
-NETWORKS = ('appearance_feature_extractor', 'motion_extractor', 'warping_module',
-            'spade_generator', 'stitching', 'lip', 'eye')
+NETWORKS = (
+    'appearance_feature_extractor',
+    'motion_extractor',
+    'warping_module',
+    'spade_generator',
+    'stitching',
+    'lip',
+    'eye',
+)
 BASE_NETWORKS = NETWORKS[:4]
 STITCHING_NETWORKS = NETWORKS[4:]
 
@@ -31,8 +38,9 @@ def resolve_config(config):
 def build_network(name, config, *, rngs, dtype=None):
     """Builds network `name` of a model config (models/configs.py) with Flax's initial weights."""
     if name == 'appearance_feature_extractor':
-        return AppearanceFeatureExtractor(**config.appearance_feature_extractor_params, rngs=rngs,
-                                          dtype=dtype)
+        return AppearanceFeatureExtractor(
+            **config.appearance_feature_extractor_params, rngs=rngs, dtype=dtype
+        )
     if name == 'motion_extractor':
         return MotionExtractor(**config.motion_extractor_params, rngs=rngs, dtype=dtype)
     if name == 'warping_module':
@@ -41,8 +49,9 @@ def build_network(name, config, *, rngs, dtype=None):
         return SPADEDecoder(**config.spade_generator_params, rngs=rngs, dtype=dtype)
     if name in STITCHING_NETWORKS:
         params = config.stitching_retargeting_module_params[name]
-        return StitchingRetargetingNetwork(params.input_size, list(params.hidden_sizes),
-                                           params.output_size, rngs=rngs, dtype=dtype)
+        return StitchingRetargetingNetwork(
+            params.input_size, list(params.hidden_sizes), params.output_size, rngs=rngs, dtype=dtype
+        )
     raise ValueError(f'unknown network {name!r}; expected one of {NETWORKS}')
 
 
@@ -59,16 +68,21 @@ def build_networks(config='full', *, seed=0, dtype=jnp.float32, abstract=False):
         rngs = nnx.Rngs(seed)
         # The stitching/retargeting MLPs cost nothing next to the conv nets; they stay float32 so
         # a reduced-precision model keeps exact keypoint offsets.
-        return {name: build_network(name, config, rngs=rngs,
-                                    dtype=None if name in STITCHING_NETWORKS else dtype)
-                for name in NETWORKS}
+        return {
+            name: build_network(
+                name, config, rngs=rngs, dtype=None if name in STITCHING_NETWORKS else dtype
+            )
+            for name in NETWORKS
+        }
 
     modules = nnx.eval_shape(make)
     if abstract:
         return modules
     rng = np.random.default_rng(seed)
-    return {name: fill_module(modules[name], lambda path, shape: _random_leaf(path[-1], shape, rng))
-            for name in NETWORKS}
+    return {
+        name: fill_module(modules[name], lambda path, shape: _random_leaf(path[-1], shape, rng))
+        for name in NETWORKS
+    }
 
 
 def _random_leaf(leaf, shape, rng):

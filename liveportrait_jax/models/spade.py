@@ -5,7 +5,12 @@ import jax.numpy as jnp
 from flax import nnx
 
 from liveportrait_jax.models.layers import (
-    conv, instance_norm, pixel_shuffle, resize_nearest, upsample_nearest)
+    conv,
+    instance_norm,
+    pixel_shuffle,
+    resize_nearest,
+    upsample_nearest,
+)
 
 SPADE_HIDDEN = 128
 
@@ -15,8 +20,9 @@ class SPADE(nnx.Module):
 
     def __init__(self, norm_nc, label_nc, *, rngs, dtype=None):
         # mlp_shared is Sequential(conv, ReLU) in the reference: index 0 holds the conv.
-        self.mlp_shared = nnx.List([conv(label_nc, SPADE_HIDDEN, (3, 3), padding=1, rngs=rngs,
-                                         dtype=dtype)])
+        self.mlp_shared = nnx.List(
+            [conv(label_nc, SPADE_HIDDEN, (3, 3), padding=1, rngs=rngs, dtype=dtype)]
+        )
         self.mlp_gamma = conv(SPADE_HIDDEN, norm_nc, (3, 3), padding=1, rngs=rngs, dtype=dtype)
         self.mlp_beta = conv(SPADE_HIDDEN, norm_nc, (3, 3), padding=1, rngs=rngs, dtype=dtype)
 
@@ -54,24 +60,43 @@ class SPADEDecoder(nnx.Module):
 
     NUM_MIDDLE = 6
 
-    def __init__(self, upscale=1, max_features=256, block_expansion=64, out_channels=64,
-                 num_down_blocks=2, *, rngs, dtype=None):
-        input_channels = min(max_features, block_expansion * (2 ** num_down_blocks))
+    def __init__(
+        self,
+        upscale=1,
+        max_features=256,
+        block_expansion=64,
+        out_channels=64,
+        num_down_blocks=2,
+        *,
+        rngs,
+        dtype=None,
+    ):
+        input_channels = min(max_features, block_expansion * (2**num_down_blocks))
         self.upscale = upscale
-        self.fc = conv(input_channels, 2 * input_channels, (3, 3), padding=1, rngs=rngs, dtype=dtype)
+        self.fc = conv(
+            input_channels, 2 * input_channels, (3, 3), padding=1, rngs=rngs, dtype=dtype
+        )
         for i in range(self.NUM_MIDDLE):
-            setattr(self, f'G_middle_{i}', SPADEResnetBlock(
-                2 * input_channels, 2 * input_channels, input_channels, rngs=rngs, dtype=dtype))
-        self.up_0 = SPADEResnetBlock(2 * input_channels, input_channels, input_channels, rngs=rngs,
-                                     dtype=dtype)
-        self.up_1 = SPADEResnetBlock(input_channels, out_channels, input_channels, rngs=rngs,
-                                     dtype=dtype)
+            setattr(
+                self,
+                f'G_middle_{i}',
+                SPADEResnetBlock(
+                    2 * input_channels, 2 * input_channels, input_channels, rngs=rngs, dtype=dtype
+                ),
+            )
+        self.up_0 = SPADEResnetBlock(
+            2 * input_channels, input_channels, input_channels, rngs=rngs, dtype=dtype
+        )
+        self.up_1 = SPADEResnetBlock(
+            input_channels, out_channels, input_channels, rngs=rngs, dtype=dtype
+        )
         if upscale is None or upscale <= 1:
             self.conv_img = conv(out_channels, 3, (3, 3), padding=1, rngs=rngs, dtype=dtype)
         else:
             # Sequential(conv, PixelShuffle(2)) in the reference: index 0 holds the conv.
-            self.conv_img = nnx.List([conv(out_channels, 3 * 4, (3, 3), padding=1, rngs=rngs,
-                                           dtype=dtype)])
+            self.conv_img = nnx.List(
+                [conv(out_channels, 3 * 4, (3, 3), padding=1, rngs=rngs, dtype=dtype)]
+            )
 
     def __call__(self, feature):
         seg = feature

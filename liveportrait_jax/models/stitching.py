@@ -16,8 +16,12 @@ class StitchingRetargetingNetwork(nnx.Module):
     def __init__(self, input_size, hidden_sizes, output_size, *, rngs, dtype=None):
         sizes = [input_size] + list(hidden_sizes) + [output_size]
         self.num_layers = len(sizes) - 1
-        self.mlp = nnx.Dict({str(2 * i): linear(sizes[i], sizes[i + 1], rngs=rngs, dtype=dtype)
-                             for i in range(self.num_layers)})
+        self.mlp = nnx.Dict(
+            {
+                str(2 * i): linear(sizes[i], sizes[i + 1], rngs=rngs, dtype=dtype)
+                for i in range(self.num_layers)
+            }
+        )
 
     def __call__(self, x):
         for i in range(self.num_layers):

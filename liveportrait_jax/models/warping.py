@@ -12,16 +12,31 @@ class WarpingNetwork(nnx.Module):
     out (B, H, W, 256) warped 2-D feature, deformation (B, D, H, W, 3), occlusion_map (B, H, W, 1),
     mask (B, D, H, W, K+1)."""
 
-    def __init__(self, num_kp, block_expansion, max_features, num_down_blocks, reshape_channel,
-                 estimate_occlusion_map=False, dense_motion_params=None, *, rngs, dtype=None,
-                 flag_use_occlusion_map=True):
+    def __init__(
+        self,
+        num_kp,
+        block_expansion,
+        max_features,
+        num_down_blocks,
+        reshape_channel,
+        estimate_occlusion_map=False,
+        dense_motion_params=None,
+        *,
+        rngs,
+        dtype=None,
+        flag_use_occlusion_map=True,
+    ):
         if dense_motion_params is None:
             raise ValueError('the LivePortrait warping network needs dense_motion_params')
         self.dense_motion_network = DenseMotionNetwork(
-            num_kp=num_kp, feature_channel=reshape_channel,
-            estimate_occlusion_map=estimate_occlusion_map, rngs=rngs, dtype=dtype,
-            **dict(dense_motion_params))
-        width = block_expansion * (2 ** num_down_blocks)
+            num_kp=num_kp,
+            feature_channel=reshape_channel,
+            estimate_occlusion_map=estimate_occlusion_map,
+            rngs=rngs,
+            dtype=dtype,
+            **dict(dense_motion_params),
+        )
+        width = block_expansion * (2**num_down_blocks)
         self.third = SameBlock2d(max_features, width, lrelu=True, rngs=rngs, dtype=dtype)
         self.fourth = conv(width, width, (1, 1), rngs=rngs, dtype=dtype)
         self.flag_use_occlusion_map = flag_use_occlusion_map
@@ -35,5 +50,9 @@ class WarpingNetwork(nnx.Module):
         occlusion = dense.get('occlusion_map')
         if self.flag_use_occlusion_map and occlusion is not None:
             out = out * occlusion.astype(out.dtype)
-        return {'out': out, 'deformation': deformation, 'occlusion_map': occlusion,
-                'mask': dense['mask']}
+        return {
+            'out': out,
+            'deformation': deformation,
+            'occlusion_map': occlusion,
+            'mask': dense['mask'],
+        }

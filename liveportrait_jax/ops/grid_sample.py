@@ -47,8 +47,10 @@ def grid_sample_3d(volume, grid):
             for dx in (0, 1):
                 xi = x0 + dx
                 wx = fx if dx else 1.0 - fx
-                inside = ((xi >= 0) & (xi < w) & (yi >= 0) & (yi < h) & (zi >= 0) & (zi < d))
-                idx = (jnp.clip(zi, 0, d - 1) * h + jnp.clip(yi, 0, h - 1)) * w + jnp.clip(xi, 0, w - 1)
+                inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h) & (zi >= 0) & (zi < d)
+                idx = (jnp.clip(zi, 0, d - 1) * h + jnp.clip(yi, 0, h - 1)) * w + jnp.clip(
+                    xi, 0, w - 1
+                )
                 vals = jnp.take_along_axis(flat, idx[..., None], axis=1)  # (B, N, C)
                 weight = jnp.where(inside, wx * wy * wz, 0.0)
                 term = vals * weight[..., None].astype(vals.dtype)

@@ -44,15 +44,15 @@ def get_rotation_matrix(pitch, yaw, roll):
     y = jnp.reshape(yaw, (-1,)) / 180.0 * np.pi
     z = jnp.reshape(roll, (-1,)) / 180.0 * np.pi
     one, zero = jnp.ones_like(x), jnp.zeros_like(x)
-    rot_x = jnp.stack([one, zero, zero,
-                       zero, jnp.cos(x), -jnp.sin(x),
-                       zero, jnp.sin(x), jnp.cos(x)], axis=1).reshape(-1, 3, 3)
-    rot_y = jnp.stack([jnp.cos(y), zero, jnp.sin(y),
-                       zero, one, zero,
-                       -jnp.sin(y), zero, jnp.cos(y)], axis=1).reshape(-1, 3, 3)
-    rot_z = jnp.stack([jnp.cos(z), -jnp.sin(z), zero,
-                       jnp.sin(z), jnp.cos(z), zero,
-                       zero, zero, one], axis=1).reshape(-1, 3, 3)
+    rot_x = jnp.stack(
+        [one, zero, zero, zero, jnp.cos(x), -jnp.sin(x), zero, jnp.sin(x), jnp.cos(x)], axis=1
+    ).reshape(-1, 3, 3)
+    rot_y = jnp.stack(
+        [jnp.cos(y), zero, jnp.sin(y), zero, one, zero, -jnp.sin(y), zero, jnp.cos(y)], axis=1
+    ).reshape(-1, 3, 3)
+    rot_z = jnp.stack(
+        [jnp.cos(z), -jnp.sin(z), zero, jnp.sin(z), jnp.cos(z), zero, zero, zero, one], axis=1
+    ).reshape(-1, 3, 3)
     rot = rot_z @ rot_y @ rot_x
     return jnp.swapaxes(rot, 1, 2)
 
@@ -73,9 +73,11 @@ def transform_keypoints(kp_info, rotation=None):
     kp = kp.reshape(bs, -1, 3)
     exp = jnp.asarray(kp_info['exp']).reshape(bs, -1, 3)
     if rotation is None:
-        rotation = get_rotation_matrix(headpose_pred_to_degree(kp_info['pitch']),
-                                       headpose_pred_to_degree(kp_info['yaw']),
-                                       headpose_pred_to_degree(kp_info['roll']))
+        rotation = get_rotation_matrix(
+            headpose_pred_to_degree(kp_info['pitch']),
+            headpose_pred_to_degree(kp_info['yaw']),
+            headpose_pred_to_degree(kp_info['roll']),
+        )
     out = kp @ rotation + exp
     out = out * jnp.asarray(kp_info['scale']).reshape(bs, 1, 1)
     t = jnp.asarray(kp_info['t']).reshape(bs, 3)
@@ -100,4 +102,4 @@ def kp2gaussian(kp, spatial_size, kp_variance):
     """
     grid = make_coordinate_grid(spatial_size, dtype=kp.dtype)  # (d, h, w, 3)
     diff = grid[None, :, :, :, None, :] - kp[:, None, None, None, :, :]
-    return jnp.exp(-0.5 * jnp.sum(diff ** 2, axis=-1) / kp_variance)
+    return jnp.exp(-0.5 * jnp.sum(diff**2, axis=-1) / kp_variance)

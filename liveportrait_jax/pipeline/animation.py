@@ -22,12 +22,22 @@ import numpy as np
 from liveportrait_jax import faces
 from liveportrait_jax.demo import RANDOM_LABEL, output_label
 from liveportrait_jax.io import (
-    MotionTemplate, VideoWriter, concat_side_by_side, save_image, save_template, write_gif)
+    MotionTemplate,
+    VideoWriter,
+    concat_side_by_side,
+    save_image,
+    save_template,
+    write_gif,
+)
+from liveportrait_jax.pipeline import kernels
 from liveportrait_jax.pipeline import motion as motion_lib
 from liveportrait_jax.pipeline.chunks import Chunker
 from liveportrait_jax.pipeline.inputs import (
-    driving_from_frames, load_driving, load_source, source_from_frames)
-from liveportrait_jax.pipeline import kernels
+    driving_from_frames,
+    load_driving,
+    load_source,
+    source_from_frames,
+)
 from liveportrait_jax.pipeline.options import AnimateOptions
 
 log = logging.getLogger('liveportrait_jax')
@@ -58,14 +68,16 @@ def burn_label(frame, text=RANDOM_LABEL):
     thick = max(1, int(round(scale * 2)))
     (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
     cv2.rectangle(out, (0, 0), (w + 8, h + base + 8), (0, 0, 0), -1)
-    cv2.putText(out, text, (4, h + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick,
-                cv2.LINE_AA)
+    cv2.putText(
+        out, text, (4, h + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA
+    )
     return out
 
 
 def _extract_motion(models, crops_256, chunker, progress=None):
-    out = chunker.map(functools.partial(kernels.motion, models), [crops_256], len(crops_256),
-                      progress=progress)
+    out = chunker.map(
+        functools.partial(kernels.motion, models), [crops_256], len(crops_256), progress=progress
+    )
     return {k: out[k].astype(np.float32) for k in MOTION_KEYS}
 
 
@@ -89,8 +101,21 @@ def _take(motion, n):
     return out
 
 
-def compose_keypoints(models, src, drv, x_s, options, *, source_is_video, driving_is_video,
-                      src_eye=None, src_lip=None, drv_eye=None, drv_lip=None, lip_array=None):
+def compose_keypoints(
+    models,
+    src,
+    drv,
+    x_s,
+    options,
+    *,
+    source_is_video,
+    driving_is_video,
+    src_eye=None,
+    src_lip=None,
+    drv_eye=None,
+    drv_lip=None,
+    lip_array=None,
+):
     """Driving keypoints (N, K, 3) for every output frame, by the reference's rules.
 
     src: motion dict of the source, leading axis 1 (image) or N (video); drv: the driving motion
@@ -104,16 +129,31 @@ def compose_keypoints(models, src, drv, x_s, options, *, source_is_video, drivin
     smoothed = None
     if source_is_video:
         smoothed = motion_lib.source_video_targets(
-            src, drv, relative=relative, pose=region in ('all', 'pose'),
-            driving_is_video=driving_is_video, lip_array=lip_array,
-            observation_variance=options.driving_smooth_observation_variance)
+            src,
+            drv,
+            relative=relative,
+            pose=region in ('all', 'pose'),
+            driving_is_video=driving_is_video,
+            lip_array=lip_array,
+            observation_variance=options.driving_smooth_observation_variance,
+        )
     raw = kernels.compose_raw(
         {k: src[k] for k in ('kp', 'R', 'exp', 'scale', 't')},
-        {k: drv[k] for k in ('R', 'exp', 'scale', 't')}, smoothed, lip_array, relative=relative,
-        region=region, source_is_video=source_is_video, driving_is_video=driving_is_video)
+        {k: drv[k] for k in ('R', 'exp', 'scale', 't')},
+        smoothed,
+        lip_array,
+        relative=relative,
+        region=region,
+        source_is_video=source_is_video,
+        driving_is_video=driving_is_video,
+    )
     multiplier = None
-    if (relative and options.driving_option == 'expression-friendly' and not source_is_video
-            and driving_is_video):
+    if (
+        relative
+        and options.driving_option == 'expression-friendly'
+        and not source_is_video
+        and driving_is_video
+    ):
         multiplier = motion_lib.expression_friendly_multiplier(x_s[0], np.asarray(raw[0]))
 
     have_src = src_eye is not None and src_lip is not None
@@ -133,24 +173,39 @@ def compose_keypoints(models, src, drv, x_s, options, *, source_is_video, drivin
     if retarget and have_src:
         if options.flag_eye_retargeting:
             if drv_eye is None:
-                log.warning('eye retargeting needs driving eye ratios; the driving input has none '
-                            '(template without c_eyes_lst?): skipped')
+                log.warning(
+                    'eye retargeting needs driving eye ratios; the driving input has none '
+                    '(template without c_eyes_lst?): skipped'
+                )
             else:
                 eye_ratio = np.concatenate(
-                    [np.broadcast_to(src_eye, (n, 2)), drv_eye[:n, :1]], axis=1)
+                    [np.broadcast_to(src_eye, (n, 2)), drv_eye[:n, :1]], axis=1
+                )
         if options.flag_lip_retargeting:
             if drv_lip is None:
-                log.warning('lip retargeting needs driving lip ratios; the driving input has none: '
-                            'skipped')
+                log.warning(
+                    'lip retargeting needs driving lip ratios; the driving input has none: skipped'
+                )
             else:
                 lip_ratio = np.concatenate(
-                    [np.broadcast_to(src_lip, (n, 1)), drv_lip[:n, :1]], axis=1)
+                    [np.broadcast_to(src_lip, (n, 1)), drv_lip[:n, :1]], axis=1
+                )
     elif retarget:
         log.warning('eye/lip retargeting needs source landmarks (no face found): skipped')
 
-    return np.asarray(kernels.finalize(
-        models, raw, x_s, options, None if multiplier is None else np.float32(multiplier),
-        lip_before, eye_before, eye_ratio, lip_ratio))
+    return np.asarray(
+        kernels.finalize(
+            models,
+            raw,
+            x_s,
+            options,
+            None if multiplier is None else np.float32(multiplier),
+            lip_before,
+            eye_before,
+            eye_ratio,
+            lip_ratio,
+        )
+    )
 
 
 class _Outputs:
@@ -185,8 +240,11 @@ class _Outputs:
             crop = self.composer.crop_at_dsize(crop)
             panels = None
             if self.paths['concat']:
-                d = self.driving.crops_256[min(i, len(self.driving.crops_256) - 1)] \
-                    if self.driving.crops_256 is not None else None
+                d = (
+                    self.driving.crops_256[min(i, len(self.driving.crops_256) - 1)]
+                    if self.driving.crops_256 is not None
+                    else None
+                )
                 panels = concat_side_by_side([d, src.crops_256[s], crop])
                 if self.label:
                     panels = burn_label(panels, self.label)
@@ -198,8 +256,9 @@ class _Outputs:
                 if self.concat is not None:
                     self.concat.write(panels)
             if self.gif_frames is not None:
-                self.gif_frames.append(cv2.resize(frame, (256, int(256 * frame.shape[0]
-                                                                   / frame.shape[1]))))
+                self.gif_frames.append(
+                    cv2.resize(frame, (256, int(256 * frame.shape[0] / frame.shape[1])))
+                )
         self.seconds += time.perf_counter() - t
 
     def close(self):
@@ -235,6 +294,7 @@ def _progress_bar(total, desc, enabled):
     if not enabled:
         return None, lambda: None
     from tqdm.auto import tqdm
+
     bar = tqdm(total=total, desc=desc, unit='frame', leave=False)
     return bar.update, bar.close
 
@@ -242,6 +302,7 @@ def _progress_bar(total, desc, enabled):
 @dataclasses.dataclass
 class Plan:
     """Everything the render stage needs: keypoints for every output frame."""
+
     source: object  # SourceInput
     driving: object  # DrivingInput
     n_frames: int
@@ -264,8 +325,9 @@ def plan_animation(models, src, drv, options, *, chunk=8, lip_array=None, progre
     t = time.perf_counter()
     update, close = _progress_bar(drv.n_frames + len(src.frames), 'motion (M)', progress)
     drv_motion = _driving_motion(models, drv, chunker, update)
-    src_motion = _extract_motion(models, src.crops_256[:n] if src.is_video else src.crops_256,
-                                 chunker, update)
+    src_motion = _extract_motion(
+        models, src.crops_256[:n] if src.is_video else src.crops_256, chunker, update
+    )
     close()
     timings['motion (M)'] = time.perf_counter() - t
 
@@ -278,11 +340,19 @@ def plan_animation(models, src, drv, options, *, chunk=8, lip_array=None, progre
             src_eye, src_lip = src_eye[:n], src_lip[:n]
     x_s = src_motion['x_s']
     x_d = compose_keypoints(
-        models, src_motion, _take(drv_motion, n), x_s, options, source_is_video=src.is_video,
-        driving_is_video=drv.is_video, src_eye=src_eye, src_lip=src_lip,
+        models,
+        src_motion,
+        _take(drv_motion, n),
+        x_s,
+        options,
+        source_is_video=src.is_video,
+        driving_is_video=drv.is_video,
+        src_eye=src_eye,
+        src_lip=src_lip,
         drv_eye=None if drv.eye_ratio is None else _take({'e': drv.eye_ratio}, n)['e'],
         drv_lip=None if drv.lip_ratio is None else _take({'l': drv.lip_ratio}, n)['l'],
-        lip_array=None if lip_array is None else np.asarray(lip_array, np.float32).reshape(-1, 3))
+        lip_array=None if lip_array is None else np.asarray(lip_array, np.float32).reshape(-1, 3),
+    )
     timings['compose (keypoints, S)'] = time.perf_counter() - t
     return Plan(src, drv, n, x_s, x_d, drv_motion, timings)
 
@@ -310,8 +380,18 @@ class FramesResult:
     timings: dict
 
 
-def animate_frames(models, source_frames, driving_frames, options=None, *, chunk=8,
-                   lip_array=None, animals=False, label=None, fps=None):
+def animate_frames(
+    models,
+    source_frames,
+    driving_frames,
+    options=None,
+    *,
+    chunk=8,
+    lip_array=None,
+    animals=False,
+    label=None,
+    fps=None,
+):
     """In-memory animation (notebooks, web UI, ComfyUI): arrays in, arrays out.
 
     Args:
@@ -322,10 +402,12 @@ def animate_frames(models, source_frames, driving_frames, options=None, *, chunk
     options = options or AnimateOptions()
     label = output_label(models, label)
     t0 = time.perf_counter()
-    src = source_from_frames(list(source_frames), options, is_video=len(source_frames) > 1,
-                             fps=fps, animals=animals)
-    drv = driving_from_frames(list(driving_frames), options, is_video=len(driving_frames) > 1,
-                              fps=fps)
+    src = source_from_frames(
+        list(source_frames), options, is_video=len(source_frames) > 1, fps=fps, animals=animals
+    )
+    drv = driving_from_frames(
+        list(driving_frames), options, is_video=len(driving_frames) > 1, fps=fps
+    )
     timings = {'inputs (landmarks, crop)': time.perf_counter() - t0}
     plan = plan_animation(models, src, drv, options, chunk=chunk, lip_array=lip_array)
     timings.update(plan.timings)
@@ -345,8 +427,12 @@ class FrameComposer:
         self.source, self.options, self.label = source, options, label
         # As the reference: paste-back needs a crop and stitching (without stitching the face does
         # not line up with the original around the crop's border), otherwise the crop is the output.
-        self.paste = (options.flag_pasteback and options.flag_do_crop and options.flag_stitching
-                      and source.M_c2o is not None)
+        self.paste = (
+            options.flag_pasteback
+            and options.flag_do_crop
+            and options.flag_stitching
+            and source.M_c2o is not None
+        )
         self.mask = faces.make_paste_back_mask(options.dsize) if self.paste else None
 
     def crop_at_dsize(self, crop):
@@ -357,13 +443,27 @@ class FrameComposer:
         src = self.source
         s = i if src.is_video else 0
         crop = self.crop_at_dsize(crop)
-        frame = faces.paste_back(crop, src.M_c2o[s], src.frames[s], self.mask) if self.paste \
-            else crop
+        frame = (
+            faces.paste_back(crop, src.M_c2o[s], src.frames[s], self.mask) if self.paste else crop
+        )
         return burn_label(frame, self.label) if self.label else frame
 
 
-def animate(models, source, driving, output_dir, options=None, *, chunk=8, lip_array=None,
-            animals=False, label=None, progress=True, max_frames=None, keep_frames=False):
+def animate(
+    models,
+    source,
+    driving,
+    output_dir,
+    options=None,
+    *,
+    chunk=8,
+    lip_array=None,
+    animals=False,
+    label=None,
+    progress=True,
+    max_frames=None,
+    keep_frames=False,
+):
     """Animates `source` with `driving` and writes the outputs to `output_dir`.
 
     Args:
@@ -391,8 +491,9 @@ def animate(models, source, driving, output_dir, options=None, *, chunk=8, lip_a
     src = load_source(source, options, animals=animals, max_frames=max_frames)
     drv = load_driving(driving, options, max_frames=max_frames)
     timings = {'inputs (decode, landmarks, crop)': time.perf_counter() - t0}
-    plan = plan_animation(models, src, drv, options, chunk=chunk, lip_array=lip_array,
-                          progress=progress)
+    plan = plan_animation(
+        models, src, drv, options, chunk=chunk, lip_array=lip_array, progress=progress
+    )
     timings.update(plan.timings)
     n = plan.n_frames
 
@@ -401,10 +502,20 @@ def animate(models, source, driving, output_dir, options=None, *, chunk=8, lip_a
     if drv.kind != 'template':
         m = plan.driving_motion
         template_path = os.path.join(output_dir, f'{_stem(driving)}.pkl')
-        save_template(template_path, MotionTemplate(
-            R=m['R'], exp=m['exp'], t=m['t'], scale=m['scale'], kp=m['kp'], x_s=m['x_s'],
-            c_eyes=drv.eye_ratio, c_lip=drv.lip_ratio,
-            fps=drv.fps if drv.fps else options.output_fps))
+        save_template(
+            template_path,
+            MotionTemplate(
+                R=m['R'],
+                exp=m['exp'],
+                t=m['t'],
+                scale=m['scale'],
+                kp=m['kp'],
+                x_s=m['x_s'],
+                c_eyes=drv.eye_ratio,
+                c_lip=drv.lip_ratio,
+                fps=drv.fps if drv.fps else options.output_fps,
+            ),
+        )
 
     fps = (src.fps if src.is_video else drv.fps) or options.output_fps
     audio_from = None
@@ -418,9 +529,13 @@ def animate(models, source, driving, output_dir, options=None, *, chunk=8, lip_a
     still = not src.is_video and not drv.is_video
     base = os.path.join(output_dir, f'{_stem(source)}--{_stem(driving)}')
     ext = '.jpg' if still else '.mp4'
-    paths = {'output': base + ext, 'concat': base + '_concat' + ext if options.flag_write_concat
-             else None, 'gif': base + '.gif' if options.flag_write_gif and not still else None,
-             'still': still, 'fps': fps}
+    paths = {
+        'output': base + ext,
+        'concat': base + '_concat' + ext if options.flag_write_concat else None,
+        'gif': base + '.gif' if options.flag_write_gif and not still else None,
+        'still': still,
+        'fps': fps,
+    }
     outputs = _Outputs(src, drv, options, paths, fps, audio_from, label, n)
 
     t = time.perf_counter()
@@ -443,5 +558,13 @@ def animate(models, source, driving, output_dir, options=None, *, chunk=8, lip_a
     timings['render (F, W+G)'] = device_done - t
     timings['paste-back + encode (overlapped)'] = outputs.seconds
     timings['total'] = time.perf_counter() - t0
-    return AnimateResult(paths['output'], paths['concat'], template_path, paths['gif'], n, fps,
-                         timings, np.concatenate(kept) if kept else None)
+    return AnimateResult(
+        paths['output'],
+        paths['concat'],
+        template_path,
+        paths['gif'],
+        n,
+        fps,
+        timings,
+        np.concatenate(kept) if kept else None,
+    )

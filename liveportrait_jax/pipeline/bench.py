@@ -33,24 +33,35 @@ def device_description():
     d = jax.devices()[0]
     kind = getattr(d, 'device_kind', d.platform)
     cpu = platform.processor() or platform.machine()
-    return {'platform': d.platform, 'device_kind': kind, 'device_count': jax.device_count(),
-            'host_cpus': os.cpu_count(), 'host_processor': cpu, 'jax': jax.__version__}
+    return {
+        'platform': d.platform,
+        'device_kind': kind,
+        'device_count': jax.device_count(),
+        'host_cpus': os.cpu_count(),
+        'host_processor': cpu,
+        'jax': jax.__version__,
+    }
 
 
-def run_bench(config='full', chunks=(1, 4), dtype=jnp.float32, repeats=2, frames=None,
-              log=print):
+def run_bench(config='full', chunks=(1, 4), dtype=jnp.float32, repeats=2, frames=None, log=print):
     """Returns a JSON-able dict of measurements (see README, "Benchmark")."""
     import liveportrait_jax as lp
     from liveportrait_jax import faces
     from liveportrait_jax.io import VideoWriter
-    from liveportrait_jax.pipeline import AnimateOptions, animate
+    from liveportrait_jax.pipeline import AnimateOptions, animate, kernels
     from liveportrait_jax.pipeline.animation import compose_keypoints
     from liveportrait_jax.pipeline.demo import astronaut, write_demo_inputs
-    from liveportrait_jax.pipeline import kernels
 
     models = lp.init_random_models(config, seed=0, dtype=dtype)
-    out = {'config': config, 'dtype': jnp.dtype(dtype).name, 'device': device_description(),
-           'repeats': repeats, 'stages_ms_per_frame': {}, 'compile_s': {}, 'end_to_end': {}}
+    out = {
+        'config': config,
+        'dtype': jnp.dtype(dtype).name,
+        'device': device_description(),
+        'repeats': repeats,
+        'stages_ms_per_frame': {},
+        'compile_s': {},
+        'end_to_end': {},
+    }
     log(f'bench: config {config}, dtype {out["dtype"]}, device {out["device"]}')
 
     # Host stages, per frame.
@@ -98,8 +109,10 @@ def run_bench(config='full', chunks=(1, 4), dtype=jnp.float32, repeats=2, frames
         opts = AnimateOptions()
 
         def compose():
-            return compose_keypoints(models, src, drv, x_s[:1], opts, source_is_video=False,
-                                     driving_is_video=True)
+            return compose_keypoints(
+                models, src, drv, x_s[:1], opts, source_is_video=False, driving_is_video=True
+            )
+
         comp['keypoints + S'] = _timed_compile(compose)
         stage['keypoint math + S'] = _best(compose, repeats) / c
         out['compile_s'][str(c)] = comp
@@ -116,13 +129,20 @@ def run_bench(config='full', chunks=(1, 4), dtype=jnp.float32, repeats=2, frames
             animate(models, src_path, drv_path, os.path.join(tmp, 'out'), chunk=c, progress=False)
             cold = time.perf_counter() - t
             t = time.perf_counter()
-            res = animate(models, src_path, drv_path, os.path.join(tmp, 'out'), chunk=c,
-                          progress=False)
+            res = animate(
+                models, src_path, drv_path, os.path.join(tmp, 'out'), chunk=c, progress=False
+            )
             warm = time.perf_counter() - t
             out['end_to_end'][str(c)] = {
-                'frames': n, 'first_run_s': cold, 'warm_run_s': warm,
-                'ms_per_frame': 1000 * warm / n, 'frames_per_s': n / warm,
-                'stages_s': res.timings}
-            log(f'  end to end, chunk {c}: {n / warm:.3f} frames/s ({1000 * warm / n:.0f} ms/frame)'
-                f', first run {cold:.1f} s')
+                'frames': n,
+                'first_run_s': cold,
+                'warm_run_s': warm,
+                'ms_per_frame': 1000 * warm / n,
+                'frames_per_s': n / warm,
+                'stages_s': res.timings,
+            }
+            log(
+                f'  end to end, chunk {c}: {n / warm:.3f} frames/s ({1000 * warm / n:.0f} ms/frame)'
+                f', first run {cold:.1f} s'
+            )
     return out

@@ -8,11 +8,11 @@ dropped from the outputs). With several local devices the chunk's frame axis is 
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 
 class Chunker:
-
     def __init__(self, chunk, devices=None):
         self.devices = list(devices if devices is not None else jax.local_devices())
         n = len(self.devices)

@@ -16,6 +16,7 @@ from liveportrait_jax.io import VideoWriter, save_image
 def astronaut():
     """(512, 512, 3) uint8 RGB."""
     from skimage import data
+
     return np.ascontiguousarray(data.astronaut())
 
 
@@ -34,14 +35,15 @@ def synth_driving_frames(n_frames=24, size=256):
         m = cv2.getRotationMatrix2D((cx + dx, cy + dy), angle, zoom * size / side)
         m[0, 2] += size / 2 - (cx + dx)
         m[1, 2] += size / 2 - (cy + dy)
-        frame = cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REFLECT)
+        frame = cv2.warpAffine(
+            img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
         # Mouth: stretch a band below the nose vertically to open and close the lips.
         opening = 0.5 * (1 - np.cos(phase * 2))
         y0, y1 = int(size * 0.62), int(size * 0.80)
         band = frame[y0:y1]
         stretched = cv2.resize(band, (size, int((y1 - y0) * (1 + 0.25 * opening))))
-        frame[y0:y1] = stretched[:y1 - y0]
+        frame[y0:y1] = stretched[: y1 - y0]
         frames.append(frame)
     return np.stack(frames)
 

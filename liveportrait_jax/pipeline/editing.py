@@ -37,22 +37,27 @@ import cv2
 import numpy as np
 
 from liveportrait_jax import faces
-from liveportrait_jax.io import InputError, VideoWriter, concat_side_by_side, iter_video_frames
-from liveportrait_jax.io import probe_video
+from liveportrait_jax.demo import output_label
+from liveportrait_jax.io import (
+    InputError,
+    VideoWriter,
+    concat_side_by_side,
+    iter_video_frames,
+    probe_video,
+)
 from liveportrait_jax.ops.keypoints import get_rotation_matrix, transform_keypoints
+from liveportrait_jax.pipeline import kernels
 from liveportrait_jax.pipeline import motion as motion_lib
-from liveportrait_jax.pipeline.animation import (
-    FrameComposer, _progress_bar, burn_label)
+from liveportrait_jax.pipeline.animation import FrameComposer, _progress_bar, burn_label
 from liveportrait_jax.pipeline.chunks import Chunker
 from liveportrait_jax.pipeline.inputs import source_from_frames
-from liveportrait_jax.demo import output_label
-from liveportrait_jax.pipeline import kernels
 from liveportrait_jax.pipeline.options import EYES_IDX, AnimateOptions
 
 log = logging.getLogger('liveportrait_jax')
 
 
 # --- sliders ------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class Slider:
@@ -100,14 +105,22 @@ _GAZE_Y = ((11, 1, -0.001), (15, 1, -0.001))
 # (11, y, -0.001), (13, y, 0.0003), (15, y, -0.001), (16, y, 0.0003).
 _GAZE_Y_LIDS = ((11, 1, 0.0005), (13, 1, -0.00015), (15, 1, 0.0005), (16, 1, -0.00015))
 EXPRESSION_EDITS = {
-    'smile': ((20, 1, -0.01), (14, 1, -0.02), (17, 1, 0.0065), (17, 2, 0.003),
-              (13, 1, -0.00275), (16, 1, -0.00275), (3, 1, -0.0035), (7, 1, -0.0035)),
-    'wink': ((11, 1, 0.001), (13, 1, -0.0003), (17, 0, 0.0003), (17, 1, 0.0003),
-             (3, 1, -0.0003)),
-    'eyebrow': (((1, 1, 0.001), (2, 1, -0.001)),
-                ((1, 0, -0.001), (2, 0, 0.001), (1, 1, 0.0003), (2, 1, -0.0003))),
-    'eyeball_direction_x': (((11, 0, 0.0007), (15, 0, 0.001)),
-                            ((11, 0, 0.001), (15, 0, 0.0007))),
+    'smile': (
+        (20, 1, -0.01),
+        (14, 1, -0.02),
+        (17, 1, 0.0065),
+        (17, 2, 0.003),
+        (13, 1, -0.00275),
+        (16, 1, -0.00275),
+        (3, 1, -0.0035),
+        (7, 1, -0.0035),
+    ),
+    'wink': ((11, 1, 0.001), (13, 1, -0.0003), (17, 0, 0.0003), (17, 1, 0.0003), (3, 1, -0.0003)),
+    'eyebrow': (
+        ((1, 1, 0.001), (2, 1, -0.001)),
+        ((1, 0, -0.001), (2, 0, 0.001), (1, 1, 0.0003), (2, 1, -0.0003)),
+    ),
+    'eyeball_direction_x': (((11, 0, 0.0007), (15, 0, 0.001)), ((11, 0, 0.001), (15, 0, 0.0007))),
     'eyeball_direction_y': _GAZE_Y + _GAZE_Y_LIDS,
     'lip_variation_zero': ((19, 0, 1.0),),
     'lip_variation_one': ((14, 1, 0.001), (3, 1, -0.0005), (7, 1, -0.0005), (17, 2, -0.0005)),
@@ -126,6 +139,7 @@ class EditSliders:
     eye_ratio / lip_ratio: target eyes-open / lip-open ratios (0 to 0.8, as measured on the
     landmarks); None, or the source's own ratio rounded to 2 decimals, leaves them alone.
     """
+
     eye_ratio: Optional[float] = None
     lip_ratio: Optional[float] = None
     head_pitch: float = 0.0
@@ -181,19 +195,28 @@ def edit_keypoints(info, sliders, *, keep_tz=False):
     info: the source's kp info (pitch, yaw, roll (B, 1) degrees; kp, exp (B, K, 3); t (B, 3);
     scale (B, 1)), numpy or jax. Neutral sliders give exactly transform_keypoints(info).
     """
-    info = {k: np.asarray(info[k], np.float32) for k in ('pitch', 'yaw', 'roll', 'kp', 'exp', 't',
-                                                          'scale')}
+    info = {
+        k: np.asarray(info[k], np.float32)
+        for k in ('pitch', 'yaw', 'roll', 'kp', 'exp', 't', 'scale')
+    }
     R_s = np.asarray(get_rotation_matrix(info['pitch'], info['yaw'], info['roll']))
     if sliders.head_pitch or sliders.head_yaw or sliders.head_roll:
-        R_d = np.asarray(get_rotation_matrix(info['pitch'] + np.float32(sliders.head_pitch),
-                                             info['yaw'] + np.float32(sliders.head_yaw),
-                                             info['roll'] + np.float32(sliders.head_roll)))
+        R_d = np.asarray(
+            get_rotation_matrix(
+                info['pitch'] + np.float32(sliders.head_pitch),
+                info['yaw'] + np.float32(sliders.head_yaw),
+                info['roll'] + np.float32(sliders.head_roll),
+            )
+        )
         R_new = R_d @ np.swapaxes(R_s, 1, 2) @ R_s
     else:
         R_new = R_s
     num_kp = info['kp'].shape[1]
-    edited = dict(info, exp=info['exp'] + expression_delta(sliders, num_kp)[None],
-                  scale=info['scale'] * np.float32(sliders.mov_z))
+    edited = dict(
+        info,
+        exp=info['exp'] + expression_delta(sliders, num_kp)[None],
+        scale=info['scale'] * np.float32(sliders.mov_z),
+    )
     x_d = np.asarray(transform_keypoints(edited, rotation=R_new))
     if keep_tz:
         x_d = x_d.copy()
@@ -203,9 +226,11 @@ def edit_keypoints(info, sliders, *, keep_tz=False):
 
 # --- image editing ------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class PreparedPortrait:
     """A source portrait cropped and run through F and M once, for any number of edits."""
+
     image: np.ndarray  # (H, W, 3) uint8, after the reference's resize (<= 1280, even sides)
     crop_256: np.ndarray  # (256, 256, 3) uint8
     M_c2o: Optional[np.ndarray]  # (3, 3) crop (dsize) -> image, None without cropping
@@ -227,16 +252,30 @@ class PreparedPortrait:
         return None if self.lip_ratio is None else round(float(self.lip_ratio[0, 0]), 2)
 
 
-def prepare_portrait(models, image_rgb, *, scale=EDIT_SOURCE_SCALE, vx_ratio=_CROP.vx_ratio,
-                     vy_ratio=_CROP.vy_ratio, do_crop=True, dsize=_CROP.dsize, face_index=0,
-                     name='<image>'):
+def prepare_portrait(
+    models,
+    image_rgb,
+    *,
+    scale=EDIT_SOURCE_SCALE,
+    vx_ratio=_CROP.vx_ratio,
+    vy_ratio=_CROP.vy_ratio,
+    do_crop=True,
+    dsize=_CROP.dsize,
+    face_index=0,
+    name='<image>',
+):
     """Crops `image_rgb` ((H, W, 3) uint8 RGB) and extracts its feature volume and motion.
 
     Raises faces.NoFaceError (naming `name`) when cropping is on and no face is found.
     """
-    options = AnimateOptions(scale=float(scale), vx_ratio=float(vx_ratio),
-                             vy_ratio=float(vy_ratio), flag_do_crop=bool(do_crop), dsize=int(dsize),
-                             face_index=int(face_index))
+    options = AnimateOptions(
+        scale=float(scale),
+        vx_ratio=float(vx_ratio),
+        vy_ratio=float(vy_ratio),
+        flag_do_crop=bool(do_crop),
+        dsize=int(dsize),
+        face_index=int(face_index),
+    )
     src = source_from_frames([image_rgb], options, name=name, is_video=False)
     crop = src.crops_256[:1].astype(np.float32) / 255.0
     info = {k: np.asarray(v) for k, v in models.get_kp_info(crop).items()}
@@ -247,8 +286,18 @@ def prepare_portrait(models, image_rgb, *, scale=EDIT_SOURCE_SCALE, vx_ratio=_CR
     if lm is not None:
         eye = faces.eye_close_ratio(lm[None]).astype(np.float32).reshape(1, 2)
         lip = faces.lip_close_ratio(lm[None]).astype(np.float32).reshape(1, 1)
-    return PreparedPortrait(src.frames[0], src.crops_256[0], None if src.M_c2o is None
-                            else src.M_c2o[0], lm, info, x_s, f_s, int(dsize), eye, lip)
+    return PreparedPortrait(
+        src.frames[0],
+        src.crops_256[0],
+        None if src.M_c2o is None else src.M_c2o[0],
+        lm,
+        info,
+        x_s,
+        f_s,
+        int(dsize),
+        eye,
+        lip,
+    )
 
 
 @dataclasses.dataclass
@@ -299,13 +348,15 @@ def render_edit(models, prepared, sliders=None, *, stitching=True, label=None, k
     (default: a warning for random weights; '' for none)."""
     sliders = sliders or EditSliders()
     label = output_label(models, label)
-    x_edit, x_d = edit_keypoints_full(models, prepared, sliders, stitching=stitching,
-                                      keep_tz=keep_tz)
+    x_edit, x_d = edit_keypoints_full(
+        models, prepared, sliders, stitching=stitching, keep_tz=keep_tz
+    )
     out = models.warp_decode(prepared.f_s, prepared.x_s, x_d)['out']
     crop = _at_size(_to_uint8(out[0]), prepared.dsize)
     if prepared.M_c2o is not None:
-        pasted = faces.paste_back(crop, prepared.M_c2o, prepared.image,
-                                  faces.make_paste_back_mask(prepared.dsize))
+        pasted = faces.paste_back(
+            crop, prepared.M_c2o, prepared.image, faces.make_paste_back_mask(prepared.dsize)
+        )
     else:
         pasted = crop.copy()
     if label:
@@ -313,9 +364,19 @@ def render_edit(models, prepared, sliders=None, *, stitching=True, label=None, k
     return EditResult(crop, pasted, x_edit, x_d)
 
 
-def edit_portrait(models, image_rgb, *, scale=EDIT_SOURCE_SCALE, vx_ratio=_CROP.vx_ratio,
-                  vy_ratio=_CROP.vy_ratio, do_crop=True, stitching=True, label=None,
-                  keep_tz=False, **sliders):
+def edit_portrait(
+    models,
+    image_rgb,
+    *,
+    scale=EDIT_SOURCE_SCALE,
+    vx_ratio=_CROP.vx_ratio,
+    vy_ratio=_CROP.vy_ratio,
+    do_crop=True,
+    stitching=True,
+    label=None,
+    keep_tz=False,
+    **sliders,
+):
     """Edits a portrait with the reference's retargeting sliders.
 
     Args:
@@ -333,16 +394,20 @@ def edit_portrait(models, image_rgb, *, scale=EDIT_SOURCE_SCALE, vx_ratio=_CROP.
     """
     unknown = sorted(set(sliders) - {f.name for f in dataclasses.fields(EditSliders)})
     if unknown:
-        raise TypeError(f'unknown sliders {unknown}; known: eye_ratio, lip_ratio, '
-                        f'{", ".join(SLIDER_NAMES)}')
-    prepared = prepare_portrait(models, image_rgb, scale=scale, vx_ratio=vx_ratio,
-                                vy_ratio=vy_ratio, do_crop=do_crop)
-    res = render_edit(models, prepared, EditSliders(**sliders), stitching=stitching, label=label,
-                      keep_tz=keep_tz)
+        raise TypeError(
+            f'unknown sliders {unknown}; known: eye_ratio, lip_ratio, {", ".join(SLIDER_NAMES)}'
+        )
+    prepared = prepare_portrait(
+        models, image_rgb, scale=scale, vx_ratio=vx_ratio, vy_ratio=vy_ratio, do_crop=do_crop
+    )
+    res = render_edit(
+        models, prepared, EditSliders(**sliders), stitching=stitching, label=label, keep_tz=keep_tz
+    )
     return res.crop, res.pasted
 
 
 # --- video lip retargeting ----------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class VideoRetargetResult:
@@ -354,9 +419,19 @@ class VideoRetargetResult:
     timings: dict
 
 
-def video_lip_keypoints(models, motion, x_s, *, lip_ratio=None, silence=False, src_lip=None,
-                        lip_array=None, smooth_observation_variance=VIDEO_SMOOTH_VARIANCE,
-                        keep_tz=False, chunk=8):
+def video_lip_keypoints(
+    models,
+    motion,
+    x_s,
+    *,
+    lip_ratio=None,
+    silence=False,
+    src_lip=None,
+    lip_array=None,
+    smooth_observation_variance=VIDEO_SMOOTH_VARIANCE,
+    keep_tz=False,
+    chunk=8,
+):
     """Driving keypoints (N, K, 3) of video lip retargeting, before stitching.
 
     motion: the frames' motion (kp, R, exp, scale, t with a leading frame axis); x_s (N, K, 3);
@@ -379,19 +454,35 @@ def video_lip_keypoints(models, motion, x_s, *, lip_ratio=None, silence=False, s
     target = 0.0 if silence else lip_ratio
     if target is None:
         raise ValueError('give a target lip-open ratio (or silence=True)')
-    ratio = np.concatenate([np.asarray(src_lip, np.float32).reshape(n, 1),
-                            np.full((n, 1), target, np.float32)], axis=1)
-    deltas = Chunker(chunk).map(lambda xs, r: kernels.retarget(models, 'lip', xs, r), [x_s, ratio], n)
+    ratio = np.concatenate(
+        [np.asarray(src_lip, np.float32).reshape(n, 1), np.full((n, 1), target, np.float32)], axis=1
+    )
+    deltas = Chunker(chunk).map(
+        lambda xs, r: kernels.retarget(models, 'lip', xs, r), [x_s, ratio], n
+    )
     deltas = motion_lib.kalman_smooth(deltas.reshape(n, -1), smooth_observation_variance)
     return np.asarray(x_s, np.float32) + deltas.reshape(x_s.shape)
 
 
-def retarget_video_frames(models, frames, *, lip_ratio=None, silence=False,
-                          scale=VIDEO_SOURCE_SCALE, vx_ratio=_CROP.vx_ratio,
-                          vy_ratio=_CROP.vy_ratio, do_crop=True,
-                          smooth_observation_variance=VIDEO_SMOOTH_VARIANCE, lip_array=None,
-                          chunk=8, label=None, progress=False, keep_tz=False, dsize=_CROP.dsize,
-                          name='<video>'):
+def retarget_video_frames(
+    models,
+    frames,
+    *,
+    lip_ratio=None,
+    silence=False,
+    scale=VIDEO_SOURCE_SCALE,
+    vx_ratio=_CROP.vx_ratio,
+    vy_ratio=_CROP.vy_ratio,
+    do_crop=True,
+    smooth_observation_variance=VIDEO_SMOOTH_VARIANCE,
+    lip_array=None,
+    chunk=8,
+    label=None,
+    progress=False,
+    keep_tz=False,
+    dsize=_CROP.dsize,
+    name='<video>',
+):
     """Lip retargeting of a source video, in memory.
 
     Args:
@@ -405,8 +496,13 @@ def retarget_video_frames(models, frames, *, lip_ratio=None, silence=False,
     """
     t0 = time.perf_counter()
     label = output_label(models, label)
-    options = AnimateOptions(scale=float(scale), vx_ratio=float(vx_ratio),
-                             vy_ratio=float(vy_ratio), flag_do_crop=bool(do_crop), dsize=int(dsize))
+    options = AnimateOptions(
+        scale=float(scale),
+        vx_ratio=float(vx_ratio),
+        vy_ratio=float(vy_ratio),
+        flag_do_crop=bool(do_crop),
+        dsize=int(dsize),
+    )
     src = source_from_frames(list(frames), options, name=name, is_video=True)
     n = len(src.frames)
     timings = {'inputs (landmarks, crop)': time.perf_counter() - t0}
@@ -416,10 +512,18 @@ def retarget_video_frames(models, frames, *, lip_ratio=None, silence=False,
     motion = chunker.map(functools.partial(kernels.motion, models), [src.crops_256], n)
     x_s = np.asarray(motion['x_s'], np.float32)
     src_lip = None if src.landmarks is None else faces.lip_close_ratio(src.landmarks)
-    x_d = video_lip_keypoints(models, motion, x_s, lip_ratio=lip_ratio, silence=silence,
-                              src_lip=src_lip, lip_array=lip_array,
-                              smooth_observation_variance=smooth_observation_variance,
-                              keep_tz=keep_tz, chunk=chunk)
+    x_d = video_lip_keypoints(
+        models,
+        motion,
+        x_s,
+        lip_ratio=lip_ratio,
+        silence=silence,
+        src_lip=src_lip,
+        lip_array=lip_array,
+        smooth_observation_variance=smooth_observation_variance,
+        keep_tz=keep_tz,
+        chunk=chunk,
+    )
     x_d = chunker.map(lambda a, b: models.stitching(a, b), [x_s, x_d], n)  # always, as reference
     timings['motion + keypoints (M, S)'] = time.perf_counter() - t
 
@@ -428,8 +532,9 @@ def retarget_video_frames(models, frames, *, lip_ratio=None, silence=False,
     crops, outs, concats = [], [], []
     update, close = _progress_bar(n, 'retargeting (W+G)', progress)
     try:
-        for start, chunk_crops in chunker.iterate(functools.partial(kernels.render_video_source, models),
-                                                  [src.crops_256, x_s, x_d], n):
+        for start, chunk_crops in chunker.iterate(
+            functools.partial(kernels.render_video_source, models), [src.crops_256, x_s, x_d], n
+        ):
             for j, crop in enumerate(chunk_crops):
                 i = start + j
                 outs.append(composer.frame(i, crop))

@@ -9,7 +9,12 @@ import numpy as np
 
 from liveportrait_jax import faces
 from liveportrait_jax.io import (
-    InputError, iter_video_frames, load_image, load_template, probe_video)
+    InputError,
+    iter_video_frames,
+    load_image,
+    load_template,
+    probe_video,
+)
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 VIDEO_EXTS = ('.mp4', '.mov', '.avi', '.webm', '.mkv', '.m4v', '.gif')
@@ -28,9 +33,11 @@ def kind_of(path):
         return 'video'
     if ext in TEMPLATE_EXTS:
         return 'template'
-    raise InputError(f'{p!r}: unsupported file type {ext or "(no extension)"}; expected an image '
-                     f'({", ".join(IMAGE_EXTS)}), a video ({", ".join(VIDEO_EXTS)}) or a motion '
-                     'template (.pkl)')
+    raise InputError(
+        f'{p!r}: unsupported file type {ext or "(no extension)"}; expected an image '
+        f'({", ".join(IMAGE_EXTS)}), a video ({", ".join(VIDEO_EXTS)}) or a motion '
+        'template (.pkl)'
+    )
 
 
 def resize_to_limit(img, max_dim=1280, division=2):
@@ -55,6 +62,7 @@ def resize_to_limit(img, max_dim=1280, division=2):
 @dataclasses.dataclass
 class SourceInput:
     """A cropped source: S frames (1 for an image)."""
+
     path: str
     is_video: bool
     frames: list  # originals (H, W, 3) uint8, after resize_to_limit
@@ -68,6 +76,7 @@ class SourceInput:
 @dataclasses.dataclass
 class DrivingInput:
     """Driving frames (cropped to 256) or a motion template."""
+
     path: str
     kind: str  # 'video', 'image' or 'template'
     n_frames: int
@@ -86,8 +95,10 @@ class DrivingInput:
 def _ratios(landmarks):
     if landmarks is None:
         return None, None
-    return (faces.eye_close_ratio(landmarks).astype(np.float32),
-            faces.lip_close_ratio(landmarks).astype(np.float32))
+    return (
+        faces.eye_close_ratio(landmarks).astype(np.float32),
+        faces.lip_close_ratio(landmarks).astype(np.float32),
+    )
 
 
 def _resize_256(frames):
@@ -108,15 +119,25 @@ def load_source(path, options, *, animals=False, max_frames=None):
     if kind == 'template':
         raise InputError(f'{path!r}: a motion template can drive an animation, not be its source')
     frames, fps, audio = _read_frames(path, kind, max_frames)
-    return source_from_frames(frames, options, name=os.fspath(path), is_video=kind == 'video',
-                              fps=fps, has_audio=audio, animals=animals)
+    return source_from_frames(
+        frames,
+        options,
+        name=os.fspath(path),
+        is_video=kind == 'video',
+        fps=fps,
+        has_audio=audio,
+        animals=animals,
+    )
 
 
-def source_from_frames(frames, options, *, name='<source>', is_video=None, fps=None,
-                       has_audio=False, animals=False):
+def source_from_frames(
+    frames, options, *, name='<source>', is_video=None, fps=None, has_audio=False, animals=False
+):
     """Crops source frames (list or (S, H, W, 3) uint8 RGB): one image, or a video's frames."""
-    frames = [resize_to_limit(_check_frame(f, name), options.source_max_dim,
-                              options.source_division) for f in frames]
+    frames = [
+        resize_to_limit(_check_frame(f, name), options.source_max_dim, options.source_division)
+        for f in frames
+    ]
     if not frames:
         raise InputError(f'{name!r}: no source frames')
     is_video = len(frames) > 1 if is_video is None else is_video
@@ -130,9 +151,16 @@ def source_from_frames(frames, options, *, name='<source>', is_video=None, fps=N
             except faces.NoFaceError:
                 lms = None
                 break
-        return SourceInput(name, is_video, frames, crops,
-                           None if lms is None else np.stack(lms).astype(np.float32), None, fps,
-                           has_audio)
+        return SourceInput(
+            name,
+            is_video,
+            frames,
+            crops,
+            None if lms is None else np.stack(lms).astype(np.float32),
+            None,
+            fps,
+            has_audio,
+        )
     crops, lms, mats = [], [], []
     for i, f in enumerate(frames):
         if options.crop_box is not None:
@@ -143,24 +171,34 @@ def source_from_frames(frames, options, *, name='<source>', is_video=None, fps=N
             try:
                 face = faces.detect_face(f, options.face_index, source_name=name)
             except faces.NoFaceError as e:
-                raise faces.NoFaceError(name, i if is_video else None,
-                                        getattr(e, 'detail', '')) from None
-            res = faces.crop_source_image(f, face, dsize=options.dsize, scale=options.scale,
-                                          vx_ratio=options.vx_ratio, vy_ratio=options.vy_ratio,
-                                          flag_do_rot=options.flag_do_rot, source_name=name)
+                raise faces.NoFaceError(
+                    name, i if is_video else None, getattr(e, 'detail', '')
+                ) from None
+            res = faces.crop_source_image(
+                f,
+                face,
+                dsize=options.dsize,
+                scale=options.scale,
+                vx_ratio=options.vx_ratio,
+                vy_ratio=options.vy_ratio,
+                flag_do_rot=options.flag_do_rot,
+                source_name=name,
+            )
         crops.append(res.image_256)
         lms.append(res.landmarks)
         mats.append(res.M_c2o)
-    landmarks = None if any(l is None for l in lms) else np.stack(lms).astype(np.float32)
-    return SourceInput(name, is_video, frames, np.stack(crops), landmarks, np.stack(mats), fps,
-                       has_audio)
+    landmarks = None if any(lm is None for lm in lms) else np.stack(lms).astype(np.float32)
+    return SourceInput(
+        name, is_video, frames, np.stack(crops), landmarks, np.stack(mats), fps, has_audio
+    )
 
 
 def _check_frame(frame, name):
     frame = np.asarray(frame)
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise InputError(f'{name!r}: frames must be (H, W, 3) uint8 RGB, got {frame.shape} '
-                         f'{frame.dtype}')
+        raise InputError(
+            f'{name!r}: frames must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}'
+        )
     return frame
 
 
@@ -170,15 +208,18 @@ def load_driving(path, options, *, max_frames=None):
     name = os.fspath(path)
     if kind == 'template':
         t = load_template(path)
-        return DrivingInput(name, 'template', t.n_frames, t.fps, template=t,
-                            eye_ratio=t.c_eyes, lip_ratio=t.c_lip)
+        return DrivingInput(
+            name, 'template', t.n_frames, t.fps, template=t, eye_ratio=t.c_eyes, lip_ratio=t.c_lip
+        )
     frames, fps, audio = _read_frames(path, kind, max_frames)
-    return driving_from_frames(frames, options, name=name, is_video=kind == 'video', fps=fps,
-                               has_audio=audio)
+    return driving_from_frames(
+        frames, options, name=name, is_video=kind == 'video', fps=fps, has_audio=audio
+    )
 
 
-def driving_from_frames(frames, options, *, name='<driving>', is_video=None, fps=None,
-                        has_audio=False):
+def driving_from_frames(
+    frames, options, *, name='<driving>', is_video=None, fps=None, has_audio=False
+):
     """Crops driving frames (list or (N, H, W, 3) uint8 RGB) and measures their eye/lip ratios."""
     frames = [_check_frame(f, name) for f in frames]
     if not frames:
@@ -187,19 +228,33 @@ def driving_from_frames(frames, options, *, name='<driving>', is_video=None, fps
     h, w = frames[0].shape[:2]
     if options.flag_crop_driving_video or h != w:
         crops = faces.crop_driving_frames(
-            frames, dsize=options.dsize, scale=options.scale_crop_driving_video,
+            frames,
+            dsize=options.dsize,
+            scale=options.scale_crop_driving_video,
             vx_ratio=options.vx_ratio_crop_driving_video,
-            vy_ratio=options.vy_ratio_crop_driving_video, source_name=name)
+            vy_ratio=options.vy_ratio_crop_driving_video,
+            source_name=name,
+        )
         crops_256, landmarks = crops.images_256, crops.landmarks
     else:
         crops_256 = _resize_256(frames)
         try:
-            tracked = faces.track_faces(frames, options.face_index, source_name=name,
-                                        on_missing='hold')
+            tracked = faces.track_faces(
+                frames, options.face_index, source_name=name, on_missing='hold'
+            )
             landmarks = faces.landmarks.stack_landmarks(tracked) * (
-                256.0 / np.array([w, h], np.float32))
+                256.0 / np.array([w, h], np.float32)
+            )
         except faces.NoFaceError:
             landmarks = None  # only eye/lip retargeting needs them; it is skipped without
     eye, lip = _ratios(landmarks)
-    return DrivingInput(name, 'video' if is_video else 'image', len(frames), fps,
-                        crops_256=crops_256, eye_ratio=eye, lip_ratio=lip, has_audio=has_audio)
+    return DrivingInput(
+        name,
+        'video' if is_video else 'image',
+        len(frames),
+        fps,
+        crops_256=crops_256,
+        eye_ratio=eye,
+        lip_ratio=lip,
+        has_audio=has_audio,
+    )

@@ -28,29 +28,37 @@ def _feature(nets, images_u8):
 
 
 def _render(nets, f_s, x_s, x_d):
-    return core.to_uint8(core.warp_decode(nets.warping_module, nets.spade_generator, f_s, x_s,
-                                          x_d, nets.dtype))
+    return core.to_uint8(
+        core.warp_decode(nets.warping_module, nets.spade_generator, f_s, x_s, x_d, nets.dtype)
+    )
 
 
 def _render_image_source(nets, f_s, x_s, x_d):
     # One source: its feature volume (1, ...) is broadcast over the chunk's frames.
     n = x_d.shape[0]
-    return _render(nets, jnp.broadcast_to(f_s, (n,) + f_s.shape[1:]),
-                   jnp.broadcast_to(x_s, x_d.shape), x_d)
+    return _render(
+        nets, jnp.broadcast_to(f_s, (n,) + f_s.shape[1:]), jnp.broadcast_to(x_s, x_d.shape), x_d
+    )
 
 
 def _render_video_source(nets, images_u8, x_s, x_d):
     return _render(nets, _feature(nets, images_u8), x_s, x_d)
 
 
-def _finalize(nets, raw, x_s, multiplier, lip_before, eye_before, eye_ratio, lip_ratio, *,
-              options):
+def _finalize(nets, raw, x_s, multiplier, lip_before, eye_before, eye_ratio, lip_ratio, *, options):
     return motion_lib.finalize(
-        raw, x_s, options=options, multiplier=multiplier, lip_delta_before=lip_before,
-        eye_delta_before=eye_before, eye_ratio=eye_ratio, lip_ratio=lip_ratio,
+        raw,
+        x_s,
+        options=options,
+        multiplier=multiplier,
+        lip_delta_before=lip_before,
+        eye_delta_before=eye_before,
+        eye_ratio=eye_ratio,
+        lip_ratio=lip_ratio,
         stitch_fn=functools.partial(core.stitch, nets.stitching),
         eye_fn=functools.partial(core.retarget, nets.eye),
-        lip_fn=functools.partial(core.retarget, nets.lip))
+        lip_fn=functools.partial(core.retarget, nets.lip),
+    )
 
 
 def _retarget(nets, x_s, ratio, *, name):
@@ -75,26 +83,45 @@ def render_image_source(models, f_s, x_s, x_d):
 
 def render_video_source(models, images_u8, x_s, x_d):
     """F + W + G for a chunk of source-video crops (B, ...) and x_s, x_d (B, K, 3) -> uint8."""
-    return models.bind(_render_video_source, 'appearance_feature_extractor', 'warping_module',
-                       'spade_generator')(images_u8, x_s, x_d)
+    return models.bind(
+        _render_video_source, 'appearance_feature_extractor', 'warping_module', 'spade_generator'
+    )(images_u8, x_s, x_d)
 
 
-@functools.partial(jax.jit, static_argnames=('relative', 'region', 'source_is_video',
-                                             'driving_is_video'))
-def compose_raw(src, drv, smoothed, lip_array, *, relative, region, source_is_video,
-                driving_is_video):
+@functools.partial(
+    jax.jit, static_argnames=('relative', 'region', 'source_is_video', 'driving_is_video')
+)
+def compose_raw(
+    src, drv, smoothed, lip_array, *, relative, region, source_is_video, driving_is_video
+):
     """motion.compose_raw, jitted (one compilation per input kind and frame count)."""
-    return motion_lib.compose_raw(src, drv, relative=relative, region=region,
-                                  source_is_video=source_is_video,
-                                  driving_is_video=driving_is_video, lip_array=lip_array,
-                                  smoothed=smoothed)
+    return motion_lib.compose_raw(
+        src,
+        drv,
+        relative=relative,
+        region=region,
+        source_is_video=source_is_video,
+        driving_is_video=driving_is_video,
+        lip_array=lip_array,
+        smoothed=smoothed,
+    )
 
 
-def finalize(models, raw, x_s, options, multiplier=None, lip_before=None, eye_before=None,
-             eye_ratio=None, lip_ratio=None):
+def finalize(
+    models,
+    raw,
+    x_s,
+    options,
+    multiplier=None,
+    lip_before=None,
+    eye_before=None,
+    eye_ratio=None,
+    lip_ratio=None,
+):
     """motion.finalize with the S networks, jitted; `options` is static (hashable)."""
     return models.bind(_finalize, *S_NETWORKS, static_argnames=('options',))(
-        raw, x_s, multiplier, lip_before, eye_before, eye_ratio, lip_ratio, options=options)
+        raw, x_s, multiplier, lip_before, eye_before, eye_ratio, lip_ratio, options=options
+    )
 
 
 def retarget(models, name, x_s, ratio):

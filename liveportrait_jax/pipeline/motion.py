@@ -32,8 +32,9 @@ def _index_mask(k=21):
     return {'exp': full, 'all': full, 'lip': lip, 'eyes': eyes}
 
 
-def compose_raw(src, drv, *, relative, region, source_is_video, driving_is_video,
-                lip_array=None, smoothed=None):
+def compose_raw(
+    src, drv, *, relative, region, source_is_video, driving_is_video, lip_array=None, smoothed=None
+):
     """Driving keypoints before expression-friendly scaling, stitching and retargeting.
 
     Args:
@@ -77,13 +78,15 @@ def compose_raw(src, drv, *, relative, region, source_is_video, driving_is_video
         else:
             exp_new = exp_s
         if pose:
-            R_new = smoothed['R'] if source_is_video else (
-                R_d @ jnp.swapaxes(R_d[:1], 1, 2) @ R_s)
+            R_new = smoothed['R'] if source_is_video else (R_d @ jnp.swapaxes(R_d[:1], 1, 2) @ R_s)
             t_new = t_s if source_is_video else t_s + (t_d - t_d[:1])
         else:
             R_new, t_new = R_s, t_s
-        scale_new = (scale_s * (scale_d / scale_d[:1])
-                     if region == 'all' and not source_is_video else scale_s)
+        scale_new = (
+            scale_s * (scale_d / scale_d[:1])
+            if region == 'all' and not source_is_video
+            else scale_s
+        )
     else:
         exp_target = smoothed['exp'] if source_is_video else exp_d
         exp_new = jnp.where(masks[region], exp_target, exp_s) if region in masks else exp_s
@@ -100,6 +103,7 @@ def compose_raw(src, drv, *, relative, region, source_is_video, driving_is_video
 def convex_hull_volume(points):
     """Volume of the convex hull of (K, 3) points (scipy), as the reference's motion multiplier."""
     from scipy.spatial import ConvexHull
+
     return float(ConvexHull(np.asarray(points, np.float64)).volume)
 
 
@@ -136,8 +140,9 @@ def kalman_smooth(observations, observation_variance=3e-7, process_variance=1e-5
     return smoothed.astype(np.float32)
 
 
-def source_video_targets(src, drv, *, relative, pose, driving_is_video, observation_variance,
-                         lip_array=None):
+def source_video_targets(
+    src, drv, *, relative, pose, driving_is_video, observation_variance, lip_array=None
+):
     """The expression and rotation targets of a video source (numpy, on host).
 
     Driving video: relative exp_s,i + exp_d,i - exp_d,0 and R_d,i R_d,0^T R_s,i, absolute exp_d,i and
@@ -162,8 +167,20 @@ def source_video_targets(src, drv, *, relative, pose, driving_is_video, observat
     return {'exp': exp, 'R': rot.astype(np.float32)}
 
 
-def finalize(x_d, x_s, *, stitch_fn, eye_fn, lip_fn, options, multiplier=None,
-             lip_delta_before=None, eye_delta_before=None, eye_ratio=None, lip_ratio=None):
+def finalize(
+    x_d,
+    x_s,
+    *,
+    stitch_fn,
+    eye_fn,
+    lip_fn,
+    options,
+    multiplier=None,
+    lip_delta_before=None,
+    eye_delta_before=None,
+    eye_ratio=None,
+    lip_ratio=None,
+):
     """Expression-friendly scaling, stitching, retargeting and driving_multiplier (reference order).
 
     Args:

@@ -25,74 +25,122 @@ EYES_IDX = (11, 13, 15, 16, 18)
 
 def opt(default, help, lo=None, hi=None, step=None, choices=None):
     """A schema field: its default, help text and valid range [lo, hi] (UI step) or choices."""
-    return dataclasses.field(default=default, metadata=dict(help=help, min=lo, max=hi, step=step,
-                                                            choices=choices))
+    return dataclasses.field(
+        default=default, metadata=dict(help=help, min=lo, max=hi, step=step, choices=choices)
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class AnimateOptions:
     # motion
-    flag_relative_motion: bool = opt(True, 'apply the driving motion relative to its first frame '
-                                     '(off: absolute motion)')
-    driving_option: str = opt('expression-friendly', 'expression-friendly rescales the driving '
-                              'motion to the source face; pose-friendly applies it as driven',
-                              choices=DRIVING_OPTIONS)
-    driving_multiplier: float = opt(1.0, 'scale of the final motion around the source keypoints',
-                                    0.0, 10.0, 0.02)
-    animation_region: str = opt('all', 'which part moves: expression (exp), pose, lip, eyes or all',
-                                choices=ANIMATION_REGIONS)
-    flag_stitching: bool = opt(True, 'stitching module: keeps the animated face aligned with the '
-                               'source around it when pasted back')
+    flag_relative_motion: bool = opt(
+        True, 'apply the driving motion relative to its first frame (off: absolute motion)'
+    )
+    driving_option: str = opt(
+        'expression-friendly',
+        'expression-friendly rescales the driving '
+        'motion to the source face; pose-friendly applies it as driven',
+        choices=DRIVING_OPTIONS,
+    )
+    driving_multiplier: float = opt(
+        1.0, 'scale of the final motion around the source keypoints', 0.0, 10.0, 0.02
+    )
+    animation_region: str = opt(
+        'all',
+        'which part moves: expression (exp), pose, lip, eyes or all',
+        choices=ANIMATION_REGIONS,
+    )
+    flag_stitching: bool = opt(
+        True,
+        'stitching module: keeps the animated face aligned with the '
+        'source around it when pasted back',
+    )
     flag_eye_retargeting: bool = opt(False, 'follow the driving eye openness (eye retargeting)')
     flag_lip_retargeting: bool = opt(False, 'follow the driving lip openness (lip retargeting)')
-    eyes_retargeting_multiplier: float = opt(1.0, 'scale of the eye retargeting offsets',
-                                             0.01, 10.0, 0.01)
-    lip_retargeting_multiplier: float = opt(1.0, 'scale of the lip retargeting offsets',
-                                            0.01, 10.0, 0.01)
-    flag_normalize_lip: bool = opt(False, 'close the source lips before animating (ComfyUI: '
-                                   'lip_zero)')
-    lip_normalize_threshold: float = opt(0.03, 'lip normalisation closes source lips open at '
-                                         'least this much (lip-open ratio)', 0.0, 1.0, 0.01)
-    flag_source_video_eye_retargeting: bool = opt(False, 'video source: give every frame the eye '
-                                                  'openness of the first source frame')
+    eyes_retargeting_multiplier: float = opt(
+        1.0, 'scale of the eye retargeting offsets', 0.01, 10.0, 0.01
+    )
+    lip_retargeting_multiplier: float = opt(
+        1.0, 'scale of the lip retargeting offsets', 0.01, 10.0, 0.01
+    )
+    flag_normalize_lip: bool = opt(
+        False, 'close the source lips before animating (ComfyUI: lip_zero)'
+    )
+    lip_normalize_threshold: float = opt(
+        0.03,
+        'lip normalisation closes source lips open at least this much (lip-open ratio)',
+        0.0,
+        1.0,
+        0.01,
+    )
+    flag_source_video_eye_retargeting: bool = opt(
+        False, 'video source: give every frame the eye openness of the first source frame'
+    )
     source_video_eye_retargeting_threshold: float = opt(
-        0.18, 'video source eye retargeting: first frames with an eye-open ratio below this are '
-        'treated as closed', 0.0, 1.0, 0.01)
+        0.18,
+        'video source eye retargeting: first frames with an eye-open ratio below this are '
+        'treated as closed',
+        0.0,
+        1.0,
+        0.01,
+    )
     driving_smooth_observation_variance: float = opt(
-        3e-7, 'video source: motion smoothing (Kalman observation variance; larger is smoother)',
-        1e-11, 1e-2, 1e-8)
+        3e-7,
+        'video source: motion smoothing (Kalman observation variance; larger is smoother)',
+        1e-11,
+        1e-2,
+        1e-8,
+    )
     # cropping and output
     flag_do_crop: bool = opt(True, 'crop the source to the face (off: use the whole source)')
     flag_pasteback: bool = opt(True, 'paste the animated face back into the source')
-    flag_crop_driving_video: bool = opt(False, 'crop the driving video to the face (always done '
-                                        'for a non-square driving video)')
+    flag_crop_driving_video: bool = opt(
+        False, 'crop the driving video to the face (always done for a non-square driving video)'
+    )
     flag_do_rot: bool = opt(SOURCE_CROP.flag_do_rot, 'rotate the source crop to an upright face')
     dsize: int = opt(SOURCE_CROP.dsize, 'side of the face crops in pixels', 64, 2048, 1)
-    scale: float = opt(SOURCE_CROP.scale, 'source crop scale (larger: more around the face)',
-                       1.0, 4.0, 0.01)
-    vx_ratio: float = opt(SOURCE_CROP.vx_ratio, 'source crop x offset (fraction of its side)',
-                          -1.0, 1.0, 0.001)
-    vy_ratio: float = opt(SOURCE_CROP.vy_ratio, 'source crop y offset (fraction of its side; '
-                          'negative moves it up)', -1.0, 1.0, 0.001)
+    scale: float = opt(
+        SOURCE_CROP.scale, 'source crop scale (larger: more around the face)', 1.0, 4.0, 0.01
+    )
+    vx_ratio: float = opt(
+        SOURCE_CROP.vx_ratio, 'source crop x offset (fraction of its side)', -1.0, 1.0, 0.001
+    )
+    vy_ratio: float = opt(
+        SOURCE_CROP.vy_ratio,
+        'source crop y offset (fraction of its side; negative moves it up)',
+        -1.0,
+        1.0,
+        0.001,
+    )
     scale_crop_driving_video: float = opt(DRIVING_CROP.scale, 'driving crop scale', 1.0, 4.0, 0.01)
-    vx_ratio_crop_driving_video: float = opt(DRIVING_CROP.vx_ratio, 'driving crop x offset',
-                                             -1.0, 1.0, 0.001)
-    vy_ratio_crop_driving_video: float = opt(DRIVING_CROP.vy_ratio, 'driving crop y offset',
-                                             -1.0, 1.0, 0.001)
-    source_max_dim: int = opt(1280, 'longest side of the source, larger ones are resized (0: no '
-                              'limit)', 0, None, 1)
+    vx_ratio_crop_driving_video: float = opt(
+        DRIVING_CROP.vx_ratio, 'driving crop x offset', -1.0, 1.0, 0.001
+    )
+    vy_ratio_crop_driving_video: float = opt(
+        DRIVING_CROP.vy_ratio, 'driving crop y offset', -1.0, 1.0, 0.001
+    )
+    source_max_dim: int = opt(
+        1280, 'longest side of the source, larger ones are resized (0: no limit)', 0, None, 1
+    )
     source_division: int = opt(2, 'source sides are cut to a multiple of this', 1, 256, 1)
     face_index: int = opt(0, 'which face when there are several (0: the largest)', 0, None, 1)
     crop_box: Optional[Tuple[float, float, float, float]] = opt(
-        None, 'explicit source crop box x0,y0,x1,y1 in pixels, e.g. for any animal (None: detect '
-        'the face)')
-    audio_priority: str = opt('driving', 'whose audio the output keeps when both have one',
-                              choices=('source', 'driving'))
+        None,
+        'explicit source crop box x0,y0,x1,y1 in pixels, e.g. for any animal (None: detect '
+        'the face)',
+    )
+    audio_priority: str = opt(
+        'driving', 'whose audio the output keeps when both have one', choices=('source', 'driving')
+    )
     output_fps: float = opt(25.0, 'output frame rate when neither input has one', 1.0, 1e3, 0.01)
-    flag_write_gif: bool = opt(False, 'also write <source>--<driving>.gif, the result as an '
-                               'animated gif 256 pixels wide (video outputs only)')
-    flag_write_concat: bool = opt(True, 'also write <source>--<driving>_concat.mp4, driving | '
-                                  'source | result side by side')
+    flag_write_gif: bool = opt(
+        False,
+        'also write <source>--<driving>.gif, the result as an '
+        'animated gif 256 pixels wide (video outputs only)',
+    )
+    flag_write_concat: bool = opt(
+        True, 'also write <source>--<driving>_concat.mp4, driving | source | result side by side'
+    )
 
     def __post_init__(self):
         for name in SCHEMA:
@@ -178,6 +226,7 @@ def _arg_type(name):
             return check_option(name, coerce_option(name, text))
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
+
     return parse
 
 
@@ -187,10 +236,18 @@ def add_option_arguments(parser):
     group = parser.add_argument_group("inference options (the reference's names and defaults)")
     for name, f in SCHEMA.items():
         m = f.metadata
-        valid = (f'; one of {", ".join(m["choices"])}' if m['choices'] else
-                 f'; range {_range(m)}' if m['min'] is not None else '')
-        kw = dict(dest=name, default=None,
-                  help=f'{m["help"]} (default: {f.default}{valid})'.replace('%', '%%'))
+        valid = (
+            f'; one of {", ".join(m["choices"])}'
+            if m['choices']
+            else f'; range {_range(m)}'
+            if m['min'] is not None
+            else ''
+        )
+        kw = dict(
+            dest=name,
+            default=None,
+            help=f'{m["help"]} (default: {f.default}{valid})'.replace('%', '%%'),
+        )
         if f.type is bool:
             kw['action'] = argparse.BooleanOptionalAction
         elif m['choices']:

@@ -33,8 +33,9 @@ def base(head, arg):
     c.sample_every = 500
     c.distributed = False
     c.loss = ml_collections.ConfigDict({'w_reg': 0.1, 'w_open': 5.0})
-    c.wandb = ml_collections.ConfigDict({'mode': 'disabled', 'project': 'liveportrait-jax',
-                                         'run_id': None})
+    c.wandb = ml_collections.ConfigDict(
+        {'mode': 'disabled', 'project': 'liveportrait-jax', 'run_id': None}
+    )
     if arg == 'tiny':
         c.random_weights = True
         c.model_config = 'tiny'
@@ -67,15 +68,17 @@ def load_config(spec, overrides=()):
             raise ValueError(f'{item!r}: overrides look like --config.KEY=VALUE')
     argv = ['liveportrait-jax train', f'--config={spec}', *overrides]
     fv = flags.FlagValues()
-    config_flags.DEFINE_config_file('config', None, 'training config', flag_values=fv,
-                                    lock_config=True, sys_argv=argv)
+    config_flags.DEFINE_config_file(
+        'config', None, 'training config', flag_values=fv, lock_config=True, sys_argv=argv
+    )
     try:
         fv(argv)
         return fv.config
     except AttributeError as e:  # an override names a key the config does not have
         key = e.args[0].args[0] if isinstance(e.args[0], KeyError) else e.args[0]
         key = str(key).strip('\'"')  # ml_collections quotes the name once more
-        raise ValueError(f'{path}: the config has no key {key!r} '
-                         f'(from {" ".join(overrides)})') from None
+        raise ValueError(
+            f'{path}: the config has no key {key!r} (from {" ".join(overrides)})'
+        ) from None
     except flags.Error as e:
         raise ValueError(f'{path}: {e}') from None

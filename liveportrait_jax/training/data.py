@@ -24,9 +24,9 @@ import numpy as np
 from liveportrait_jax import faces
 from liveportrait_jax.faces.crop import SOURCE_CROP
 from liveportrait_jax.io import InputError, atomic_write_path, iter_video_frames
+from liveportrait_jax.pipeline import kernels
 from liveportrait_jax.pipeline.chunks import Chunker
 from liveportrait_jax.pipeline.inputs import VIDEO_EXTS
-from liveportrait_jax.pipeline import kernels
 
 MANIFEST = 'manifest.json'
 MASK_SIZE = 64
@@ -47,7 +47,7 @@ def region_masks(landmarks_256, size=MASK_SIZE):
     for channel, idx in ((EYES, _EYE_POINTS), (LIPS, _LIP_POINTS)):
         group = pts[list(idx)]
         half = len(group) // 2 if channel == EYES else len(group)
-        for part in ((group[:half], group[half:]) if channel == EYES else (group,)):
+        for part in (group[:half], group[half:]) if channel == EYES else (group,):
             if len(part):
                 cv2.fillConvexPoly(out[channel], cv2.convexHull(part), 1)
         out[channel] = cv2.dilate(out[channel], kernel, iterations=2)
@@ -70,8 +70,11 @@ def _write_manifest(out_dir, manifest):
 
 def prepare_video(models, path, *, frame_stride=2, max_frames=120, chunk=8):
     """One video -> dict of arrays (see module docstring), or raises faces.NoFaceError."""
-    frames = [f for i, f in enumerate(iter_video_frames(path, max_frames=max_frames * frame_stride))
-              if i % frame_stride == 0][:max_frames]
+    frames = [
+        f
+        for i, f in enumerate(iter_video_frames(path, max_frames=max_frames * frame_stride))
+        if i % frame_stride == 0
+    ][:max_frames]
     if not frames:
         raise InputError(f'{path!r}: no frames')
     tracked = faces.track_faces(frames, source_name=os.fspath(path), on_missing='hold')
@@ -83,16 +86,20 @@ def prepare_video(models, path, *, frame_stride=2, max_frames=120, chunk=8):
     crops = np.stack(crops)
     lms = np.stack(lms).astype(np.float32)
     motion = Chunker(chunk).map(functools.partial(kernels.motion, models), [crops], len(crops))
-    out = {'crops': crops, 'landmarks': lms,
-           'eye': faces.eye_close_ratio(lms).astype(np.float32),
-           'lip': faces.lip_close_ratio(lms).astype(np.float32),
-           'masks': np.stack([region_masks(l) for l in lms])}
+    out = {
+        'crops': crops,
+        'landmarks': lms,
+        'eye': faces.eye_close_ratio(lms).astype(np.float32),
+        'lip': faces.lip_close_ratio(lms).astype(np.float32),
+        'masks': np.stack([region_masks(lm) for lm in lms]),
+    }
     out.update({k: np.asarray(motion[k], np.float32) for k in MOTION})
     return out
 
 
-def prepare_data(models, video_dir, out_dir, *, frame_stride=2, max_frames=120, chunk=8,
-                 progress=True, log=print):
+def prepare_data(
+    models, video_dir, out_dir, *, frame_stride=2, max_frames=120, chunk=8, progress=True, log=print
+):
     """Prepares every video of `video_dir` into `out_dir` (resumable). Returns the manifest."""
     if not os.path.isdir(video_dir):
         raise InputError(f'{video_dir!r}: video folder not found')
@@ -101,22 +108,30 @@ def prepare_data(models, video_dir, out_dir, *, frame_stride=2, max_frames=120, 
         raise InputError(f'{video_dir!r}: no videos ({", ".join(VIDEO_EXTS)}) in the folder')
     os.makedirs(os.path.join(out_dir, 'shards'), exist_ok=True)
     manifest = _read_manifest(out_dir)
-    manifest['settings'] = {'frame_stride': frame_stride, 'max_frames': max_frames,
-                            'model_config': models.config.get('name'),
-                            'random_weights': bool(models.random_weights),
-                            'crop': f'source (scale {SOURCE_CROP.scale}, vy {SOURCE_CROP.vy_ratio})',
-                            'mask_size': MASK_SIZE}
+    manifest['settings'] = {
+        'frame_stride': frame_stride,
+        'max_frames': max_frames,
+        'model_config': models.config.get('name'),
+        'random_weights': bool(models.random_weights),
+        'crop': f'source (scale {SOURCE_CROP.scale}, vy {SOURCE_CROP.vy_ratio})',
+        'mask_size': MASK_SIZE,
+    }
     todo = [v for v in videos if v not in manifest['videos'] and v not in manifest['skipped']]
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=len(videos), initial=len(videos) - len(todo), desc='prepare',
-                   unit='video')
+
+        bar = tqdm(total=len(videos), initial=len(videos) - len(todo), desc='prepare', unit='video')
     for name in todo:
         stem = os.path.splitext(name)[0]
         try:
-            arrays = prepare_video(models, os.path.join(video_dir, name),
-                                   frame_stride=frame_stride, max_frames=max_frames, chunk=chunk)
+            arrays = prepare_video(
+                models,
+                os.path.join(video_dir, name),
+                frame_stride=frame_stride,
+                max_frames=max_frames,
+                chunk=chunk,
+            )
         except (faces.NoFaceError, InputError) as e:
             manifest['skipped'][name] = str(e)
             log(f'skipped {name}: {e}')
@@ -124,8 +139,10 @@ def prepare_data(models, video_dir, out_dir, *, frame_stride=2, max_frames=120, 
             shard = os.path.join(out_dir, 'shards', f'{stem}.npz')
             with atomic_write_path(shard) as tmp:
                 np.savez(tmp, **arrays)
-            manifest['videos'][name] = {'shard': f'shards/{stem}.npz',
-                                        'frames': int(len(arrays['crops']))}
+            manifest['videos'][name] = {
+                'shard': f'shards/{stem}.npz',
+                'frames': int(len(arrays['crops'])),
+            }
         _write_manifest(out_dir, manifest)
         if bar:
             bar.update(1)
@@ -183,8 +200,10 @@ class TrainData:
         eye_lo, eye_hi = float(self.arrays['eye'].min()), float(self.arrays['eye'].max())
         lip_lo, lip_hi = float(self.arrays['lip'].min()), float(self.arrays['lip'].max())
         uniform = rng.random(batch_size) < 0.5
-        batch['target_eye'] = np.where(uniform, rng.uniform(eye_lo, eye_hi, batch_size),
-                                       self.arrays['eye'][drv].mean(1)).astype(np.float32)[:, None]
-        batch['target_lip'] = np.where(uniform, rng.uniform(lip_lo, lip_hi, batch_size),
-                                       self.arrays['lip'][drv, 0]).astype(np.float32)[:, None]
+        batch['target_eye'] = np.where(
+            uniform, rng.uniform(eye_lo, eye_hi, batch_size), self.arrays['eye'][drv].mean(1)
+        ).astype(np.float32)[:, None]
+        batch['target_lip'] = np.where(
+            uniform, rng.uniform(lip_lo, lip_hi, batch_size), self.arrays['lip'][drv, 0]
+        ).astype(np.float32)[:, None]
         return batch

@@ -22,6 +22,7 @@ def export_stitching_module(models, path, overrides=None):
     """Writes all three S heads of `models` (with `overrides` {'stitching'|'eye'|'lip': pure params}
     taking the place of a head) as the reference's stitching_retargeting_module.pth."""
     from flax import nnx
+
     overrides = overrides or {}
     tree = {}
     for name, key in STITCHING_FILE_KEYS.items():

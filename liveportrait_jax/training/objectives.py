@@ -42,8 +42,7 @@ def render(frozen, graphdefs, f_s, x_s, x_d, dtype):
 
 def _source(frozen, graphdefs, batch, input_size, dtype):
     crops = core.to_model_input(batch['src_crops'], input_size, dtype)
-    f = nnx.merge(graphdefs['appearance_feature_extractor'],
-                  frozen['appearance_feature_extractor'])
+    f = nnx.merge(graphdefs['appearance_feature_extractor'], frozen['appearance_feature_extractor'])
     return crops, f(crops)
 
 
@@ -60,12 +59,17 @@ def stitching_loss(head, frozen, graphdefs, batch, cfg, input_size, dtype=jnp.fl
     inside = jnp.mean(jnp.abs(mask * (image - plain)))
     reg = jnp.mean(jnp.abs(delta))
     loss = outside + inside + cfg.w_reg * reg
-    return loss, {'outside_face': outside, 'inside_face': inside, 'offset_l1': reg,
-                  'sample': image[0]}
+    return loss, {
+        'outside_face': outside,
+        'inside_face': inside,
+        'offset_l1': reg,
+        'sample': image[0],
+    }
 
 
-def retargeting_loss(kind, head, frozen, graphdefs, openness, batch, cfg, input_size,
-                     dtype=jnp.float32):
+def retargeting_loss(
+    kind, head, frozen, graphdefs, openness, batch, cfg, input_size, dtype=jnp.float32
+):
     """kind: 'eye' or 'lip'. `openness` is the frozen OpennessNet."""
     _, f_s = _source(frozen, graphdefs, batch, input_size, dtype)
     x_s = batch['src_x_s']
@@ -86,8 +90,12 @@ def retargeting_loss(kind, head, frozen, graphdefs, openness, batch, cfg, input_
     keep = jnp.mean(jnp.abs((1 - mask) * (image - recon)))
     reg = jnp.mean(jnp.abs(delta))
     loss = cfg.w_open * open_err + keep + cfg.w_reg * reg
-    return loss, {'openness_l1': open_err, 'outside_region': keep, 'offset_l1': reg,
-                  'sample': image[0]}
+    return loss, {
+        'openness_l1': open_err,
+        'outside_region': keep,
+        'offset_l1': reg,
+        'sample': image[0],
+    }
 
 
 def openness_loss(net, batch):

@@ -18,9 +18,19 @@ class OpennessNet(nnx.Module):
 
     def __init__(self, *, rngs, width=32):
         chans = [3, width, width, 2 * width, 2 * width, 4 * width]
-        self.convs = nnx.List([nnx.Conv(chans[i], chans[i + 1], (3, 3), strides=(2, 2),
-                                        padding=[(1, 1), (1, 1)], rngs=rngs)
-                               for i in range(len(chans) - 1)])
+        self.convs = nnx.List(
+            [
+                nnx.Conv(
+                    chans[i],
+                    chans[i + 1],
+                    (3, 3),
+                    strides=(2, 2),
+                    padding=[(1, 1), (1, 1)],
+                    rngs=rngs,
+                )
+                for i in range(len(chans) - 1)
+            ]
+        )
         self.head = nnx.Linear(chans[-1], 3, rngs=rngs)
 
     def __call__(self, images):
@@ -40,6 +50,7 @@ def augment(batch, rng):
     eyes and lips rather than remember faces.
     """
     import numpy as np
+
     crops = batch['src_crops'].astype(np.float32)
     eye = batch['src_eye'].copy()
     flip = rng.random(len(crops)) < 0.5

@@ -25,11 +25,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from liveportrait_jax.training import objectives
 from liveportrait_jax.training.data import TrainData
-from liveportrait_jax.training.openness import OpennessNet, augment as augment_openness
+from liveportrait_jax.training.openness import OpennessNet
+from liveportrait_jax.training.openness import augment as augment_openness
 
 HEADS = ('stitching', 'eye', 'lip', 'openness')
 FROZEN = ('appearance_feature_extractor', 'warping_module', 'spade_generator')
@@ -63,6 +65,7 @@ def _merge(graphdef, template, pure):
 def load_openness(path):
     """Restores an OpennessNet saved by a 'openness' training run (its workdir or final dir)."""
     import orbax.checkpoint as ocp
+
     net = OpennessNet(rngs=nnx.Rngs(0))
     graphdef, state, pure = _pure(net)
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), pure)
@@ -84,8 +87,13 @@ def make_task(config, models):
     size, dtype = models.input_size, models.dtype
     module = models.networks[head]
     if head == 'stitching':
-        return module, frozen, lambda m, fr, b: objectives.stitching_loss(
-            m, fr, graphdefs, b, config.loss, size, dtype)
+        return (
+            module,
+            frozen,
+            lambda m, fr, b: objectives.stitching_loss(
+                m, fr, graphdefs, b, config.loss, size, dtype
+            ),
+        )
     if config.get('openness_checkpoint'):
         opener = load_openness(config.openness_checkpoint)
     else:  # tests: an untrained regressor (documented: real runs must pass a trained one)
@@ -94,18 +102,26 @@ def make_task(config, models):
     frozen['openness'] = ostate
 
     def loss(m, fr, b):
-        return objectives.retargeting_loss(head, m, fr, graphdefs, nnx.merge(og, fr['openness']),
-                                           b, config.loss, size, dtype)
+        return objectives.retargeting_loss(
+            head, m, fr, graphdefs, nnx.merge(og, fr['openness']), b, config.loss, size, dtype
+        )
+
     return module, frozen, loss
 
 
 def make_optimizer(config):
     warmup = max(1, config.warmup_steps)
     schedule = optax.warmup_cosine_decay_schedule(
-        0.0, config.learning_rate, warmup, max(warmup + 1, config.total_steps),
-        end_value=config.learning_rate * config.get('final_lr_fraction', 0.1))
-    return optax.chain(optax.clip_by_global_norm(config.grad_clip),
-                       optax.adamw(schedule, weight_decay=config.weight_decay)), schedule
+        0.0,
+        config.learning_rate,
+        warmup,
+        max(warmup + 1, config.total_steps),
+        end_value=config.learning_rate * config.get('final_lr_fraction', 0.1),
+    )
+    return optax.chain(
+        optax.clip_by_global_norm(config.grad_clip),
+        optax.adamw(schedule, weight_decay=config.weight_decay),
+    ), schedule
 
 
 def _batch_arrays(batch):
@@ -115,11 +131,13 @@ def _batch_arrays(batch):
 def train(config, workdir, *, models=None, data=None, devices=None, log=print):
     """Trains config.head for config.total_steps (resuming from workdir if it has checkpoints)."""
     import orbax.checkpoint as ocp
+
     _maybe_init_distributed(config)
     devices = list(devices if devices is not None else jax.devices())
     if config.batch_size % len(devices):
-        raise ValueError(f'batch_size {config.batch_size} must be a multiple of the '
-                         f'{len(devices)} devices')
+        raise ValueError(
+            f'batch_size {config.batch_size} must be a multiple of the {len(devices)} devices'
+        )
     mesh = Mesh(np.array(devices), ('data',))
     batch_sharding = NamedSharding(mesh, P('data'))
     replicated = NamedSharding(mesh, P())
@@ -155,18 +173,29 @@ def train(config, workdir, *, models=None, data=None, devices=None, log=print):
     os.makedirs(workdir, exist_ok=True)
     manager = ocp.CheckpointManager(
         os.path.abspath(os.path.join(workdir, 'checkpoints')),
-        options=ocp.CheckpointManagerOptions(max_to_keep=config.get('keep_checkpoints', 3),
-                                             save_interval_steps=config.checkpoint_every))
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=config.get('keep_checkpoints', 3),
+            save_interval_steps=config.checkpoint_every,
+        ),
+    )
     step = 0
     if manager.latest_step() is not None:
         step = manager.latest_step()
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct,
-                                {'params': params, 'opt_state': opt_state,
-                                 'step': np.array(0, np.int64), 'seed': np.array(0, np.int64)})
+        abstract = jax.tree.map(
+            ocp.utils.to_shape_dtype_struct,
+            {
+                'params': params,
+                'opt_state': opt_state,
+                'step': np.array(0, np.int64),
+                'seed': np.array(0, np.int64),
+            },
+        )
         restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
         if int(restored['seed']) != config.seed:
-            raise ValueError(f'{workdir}: checkpoints were made with seed {int(restored["seed"])}, '
-                             f'the config says {config.seed}')
+            raise ValueError(
+                f'{workdir}: checkpoints were made with seed {int(restored["seed"])}, '
+                f'the config says {config.seed}'
+            )
         params, opt_state = restored['params'], restored['opt_state']
         log(f'resumed from step {step} ({workdir})')
 
@@ -174,9 +203,15 @@ def train(config, workdir, *, models=None, data=None, devices=None, log=print):
     wandb_cfg = config.get('wandb', {})
     if wandb_cfg.get('mode', 'disabled') != 'disabled' and jax.process_index() == 0:
         import wandb
-        run = wandb.init(project=wandb_cfg.get('project', 'liveportrait-jax'),
-                         mode=wandb_cfg['mode'], dir=workdir, config=config.to_dict(),
-                         resume='allow', id=wandb_cfg.get('run_id'))
+
+        run = wandb.init(
+            project=wandb_cfg.get('project', 'liveportrait-jax'),
+            mode=wandb_cfg['mode'],
+            dir=workdir,
+            config=config.to_dict(),
+            resume='allow',
+            id=wandb_cfg.get('run_id'),
+        )
 
     history, skipped = [], 0
     t0 = time.perf_counter()
@@ -190,25 +225,40 @@ def train(config, workdir, *, models=None, data=None, devices=None, log=print):
         skipped += int(metrics['skipped'])
         if step % config.log_every == 0 or step == config.total_steps:
             scalars = {k: float(v) for k, v in metrics.items() if k != 'sample'}
-            scalars.update(step=step, lr=float(schedule(step)),
-                           seconds_per_step=(time.perf_counter() - t0) / config.log_every)
+            scalars.update(
+                step=step,
+                lr=float(schedule(step)),
+                seconds_per_step=(time.perf_counter() - t0) / config.log_every,
+            )
             t0 = time.perf_counter()
             history.append(scalars)
-            log(f'step {step}: ' + ', '.join(f'{k} {v:.4g}' for k, v in scalars.items()
-                                              if k != 'step'))
+            log(
+                f'step {step}: '
+                + ', '.join(f'{k} {v:.4g}' for k, v in scalars.items() if k != 'step')
+            )
             if run is not None:
                 payload = dict(scalars)
                 if 'sample' in metrics and step % config.get('sample_every', 100) == 0:
                     import wandb
+
                     payload['sample'] = wandb.Image(np.asarray(metrics['sample']))
                 run.log(payload, step=step)
-        manager.save(step, args=ocp.args.StandardSave(
-            {'params': params, 'opt_state': opt_state, 'step': np.array(step, np.int64),
-             'seed': np.array(config.seed, np.int64)}))
+        manager.save(
+            step,
+            args=ocp.args.StandardSave(
+                {
+                    'params': params,
+                    'opt_state': opt_state,
+                    'step': np.array(step, np.int64),
+                    'seed': np.array(config.seed, np.int64),
+                }
+            ),
+        )
     manager.wait_until_finished()
     final = os.path.abspath(os.path.join(workdir, 'final'))
     if jax.process_index() == 0:
         import shutil
+
         shutil.rmtree(final, ignore_errors=True)
         ckptr = ocp.StandardCheckpointer()
         ckptr.save(final, jax.device_get(params))
@@ -227,13 +277,22 @@ def evaluate_openness(net_params, data, indices, batch=32):
     model = _merge(graphdef, template, net_params)
     preds = []
     for i in range(0, len(indices), batch):
-        idx = indices[i:i + batch]
+        idx = indices[i : i + batch]
         preds.append(np.asarray(model(jnp.asarray(data.arrays['crops'][idx], jnp.float32) / 255)))
     pred = np.concatenate(preds)
     labels = np.concatenate([data.arrays['eye'][indices], data.arrays['lip'][indices]], axis=1)
     err = np.abs(pred - labels)
-    corr = [float(np.corrcoef(pred[:, j], labels[:, j])[0, 1]) if labels[:, j].std() > 0
-            else float('nan') for j in range(3)]
-    return {'frames': int(len(indices)), 'eye_mae': float(err[:, :2].mean()),
-            'lip_mae': float(err[:, 2].mean()), 'eye_left_corr': corr[0],
-            'eye_right_corr': corr[1], 'lip_corr': corr[2]}
+    corr = [
+        float(np.corrcoef(pred[:, j], labels[:, j])[0, 1])
+        if labels[:, j].std() > 0
+        else float('nan')
+        for j in range(3)
+    ]
+    return {
+        'frames': int(len(indices)),
+        'eye_mae': float(err[:, :2].mean()),
+        'lip_mae': float(err[:, 2].mean()),
+        'eye_left_corr': corr[0],
+        'eye_right_corr': corr[1],
+        'lip_corr': corr[2],
+    }

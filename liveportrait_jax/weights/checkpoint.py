@@ -14,8 +14,15 @@ import jax.numpy as jnp
 from flax import nnx
 
 from liveportrait_jax.models.model_set import (
-    BASE_NETWORKS, NETWORKS, STITCHING_NETWORKS, build_networks, fill_module, fill_state,
-    networks_from_flat, resolve_config)
+    BASE_NETWORKS,
+    NETWORKS,
+    STITCHING_NETWORKS,
+    build_networks,
+    fill_module,
+    fill_state,
+    networks_from_flat,
+    resolve_config,
+)
 from liveportrait_jax.weights.errors import CheckpointError
 from liveportrait_jax.weights.mapping import STITCHING_FILE_KEYS
 from liveportrait_jax.weights.strict import flat_state_shapes, map_state_dict, strip_ddp_prefix
@@ -40,15 +47,19 @@ def torch_state_dicts(files):
     for name in BASE_NETWORKS:
         sd = load_torch_checkpoint(files[name])
         if not isinstance(sd, dict):
-            raise CheckpointError(f'{files[name]}: expected a state dict, found {type(sd).__name__}')
+            raise CheckpointError(
+                f'{files[name]}: expected a state dict, found {type(sd).__name__}'
+            )
         sds[name], sources[name] = sd, files[name]
     path = files['stitching_retargeting_module']
     packed = load_torch_checkpoint(path)
     for name in STITCHING_NETWORKS:
         key = STITCHING_FILE_KEYS[name]
         if not isinstance(packed, dict) or key not in packed:
-            raise CheckpointError(f'{path}: the stitching checkpoint has no {key!r} entry '
-                                  f'(found {sorted(packed) if isinstance(packed, dict) else packed})')
+            raise CheckpointError(
+                f'{path}: the stitching checkpoint has no {key!r} entry '
+                f'(found {sorted(packed) if isinstance(packed, dict) else packed})'
+            )
         sds[name], sources[name] = strip_ddp_prefix(packed[key]), f'{path}[{key}]'
     return sds, sources
 
@@ -56,9 +67,12 @@ def torch_state_dicts(files):
 def map_torch_state_dicts(sds, sources, config):
     """Strictly maps every network's torch state dict: {network: {dotted path: float32 array}}."""
     abstract = build_networks(config, abstract=True)
-    return {name: map_state_dict(name, sds[name], flat_state_shapes(abstract[name]),
-                                 source=sources[name])
-            for name in NETWORKS}
+    return {
+        name: map_state_dict(
+            name, sds[name], flat_state_shapes(abstract[name]), source=sources[name]
+        )
+        for name in NETWORKS
+    }
 
 
 def load_torch_networks(files, config='full', *, dtype=jnp.float32):
@@ -83,8 +97,10 @@ def save_flat_model_set(directory, flat_by_network, metadata):
     import orbax.checkpoint as ocp
 
     abstract = build_networks(metadata['config'], abstract=True)
-    tree = {name: nnx.to_pure_dict(fill_state(abstract[name], flat_by_network[name]))
-            for name in NETWORKS}
+    tree = {
+        name: nnx.to_pure_dict(fill_state(abstract[name], flat_by_network[name]))
+        for name in NETWORKS
+    }
     os.makedirs(directory)
     ckptr = ocp.StandardCheckpointer()
     ckptr.save(os.path.abspath(os.path.join(directory, PARAMS)), tree)
@@ -119,10 +135,12 @@ def resolve_model_set(path, variant='human'):
         raise CheckpointError(
             f'{path}: weights directory not found. Download the released LivePortrait weights '
             '(KwaiVGI/LivePortrait on Hugging Face, folder pretrained_weights/) and convert them: '
-            f'liveportrait-jax convert pretrained_weights {path}')
+            f'liveportrait-jax convert pretrained_weights {path}'
+        )
     raise CheckpointError(
         f'{path}: no converted model set here (no {METADATA}, nor {variant}/{METADATA}). '
-        f'Convert the released weights first: liveportrait-jax convert pretrained_weights {path}')
+        f'Convert the released weights first: liveportrait-jax convert pretrained_weights {path}'
+    )
 
 
 def load_model_set(path, *, dtype=jnp.float32, variant='human'):
@@ -136,15 +154,21 @@ def load_model_set(path, *, dtype=jnp.float32, variant='human'):
     meta = read_metadata(directory)
     config = resolve_config(meta['config'])
     abstract = build_networks(config, dtype=dtype, abstract=True)
-    target = {name: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
-                                 nnx.to_pure_dict(nnx.state(abstract[name])))
-              for name in NETWORKS}
+    target = {
+        name: jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
+            nnx.to_pure_dict(nnx.state(abstract[name])),
+        )
+        for name in NETWORKS
+    }
     params = os.path.abspath(os.path.join(directory, PARAMS))
     try:
         tree = ocp.StandardCheckpointer().restore(params, target)
     except Exception as e:  # orbax raises many types; name the directory whatever it was
-        raise CheckpointError(f'{params}: cannot restore the converted checkpoint '
-                              f'({type(e).__name__}: {str(e)[:500]})') from None
+        raise CheckpointError(
+            f'{params}: cannot restore the converted checkpoint '
+            f'({type(e).__name__}: {str(e)[:500]})'
+        ) from None
     networks = {}
     for name in NETWORKS:
         graphdef, state = nnx.split(abstract[name])
@@ -155,6 +179,7 @@ def load_model_set(path, *, dtype=jnp.float32, variant='human'):
 
 def sha256_file(path, chunk=1 << 20):
     import hashlib
+
     h = hashlib.sha256()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(chunk), b''):
@@ -174,12 +199,25 @@ def read_stitching_networks(path, networks):
         key = STITCHING_FILE_KEYS[name]
         if not isinstance(packed, dict) or key not in packed:
             raise CheckpointError(f'{path}: not a stitching/retargeting checkpoint (no {key!r})')
-        flat = map_state_dict(name, strip_ddp_prefix(packed[key]),
-                              flat_state_shapes(networks[name]), source=f'{path}[{key}]')
+        flat = map_state_dict(
+            name,
+            strip_ddp_prefix(packed[key]),
+            flat_state_shapes(networks[name]),
+            source=f'{path}[{key}]',
+        )
         out[name] = fill_module(networks[name], flat)
     return out
 
 
-__all__ = ['FORMAT', 'load_model_set', 'load_torch_networks', 'map_torch_state_dicts',
-           'read_metadata', 'read_stitching_networks', 'resolve_model_set',
-           'save_flat_model_set', 'sha256_file', 'torch_state_dicts']
+__all__ = [
+    'FORMAT',
+    'load_model_set',
+    'load_torch_networks',
+    'map_torch_state_dicts',
+    'read_metadata',
+    'read_stitching_networks',
+    'resolve_model_set',
+    'save_flat_model_set',
+    'sha256_file',
+    'torch_state_dicts',
+]

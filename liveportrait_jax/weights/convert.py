@@ -17,21 +17,33 @@ import dataclasses
 import os
 import shutil
 
-from liveportrait_jax.models.configs import get_config as get_model_config
 from liveportrait_jax.models import BASE_NETWORKS
+from liveportrait_jax.models.configs import get_config as get_model_config
 from liveportrait_jax.weights.checkpoint import (
-    FORMAT, STITCHING_FILE, map_torch_state_dicts, read_metadata, save_flat_model_set,
-    sha256_file, torch_state_dicts)
+    FORMAT,
+    STITCHING_FILE,
+    map_torch_state_dicts,
+    read_metadata,
+    save_flat_model_set,
+    sha256_file,
+    torch_state_dicts,
+)
 from liveportrait_jax.weights.errors import CheckpointError, CheckpointMismatchError
 
 CONFIG_CHOICES = ('auto', 'full', 'tiny')
 _HUMAN_STITCHING = os.path.join('liveportrait', 'retargeting_models', STITCHING_FILE)
 _LAYOUTS = {
     'human': ([os.path.join('liveportrait', 'base_models')], [_HUMAN_STITCHING]),
-    'animals': ([os.path.join('liveportrait_animals', 'base_models_v1.1'),
-                 os.path.join('liveportrait_animals', 'base_models')],
-                [os.path.join('liveportrait_animals', 'retargeting_models', STITCHING_FILE),
-                 _HUMAN_STITCHING]),
+    'animals': (
+        [
+            os.path.join('liveportrait_animals', 'base_models_v1.1'),
+            os.path.join('liveportrait_animals', 'base_models'),
+        ],
+        [
+            os.path.join('liveportrait_animals', 'retargeting_models', STITCHING_FILE),
+            _HUMAN_STITCHING,
+        ],
+    ),
 }
 
 
@@ -60,8 +72,10 @@ def _find_flat_set(src):
     if len(missing) == len(files):
         return None
     if missing:
-        raise CheckpointError(f'{src}: found {len(files) - len(missing)} of the {len(files)} '
-                              f'checkpoint files; missing: {", ".join(missing)}')
+        raise CheckpointError(
+            f'{src}: found {len(files) - len(missing)} of the {len(files)} '
+            f'checkpoint files; missing: {", ".join(missing)}'
+        )
     return files
 
 
@@ -72,17 +86,21 @@ def find_model_sets(src):
         raise CheckpointError(f'{src}: source directory not found')
     found = {}
     for variant, (bases, stitchings) in _LAYOUTS.items():
-        base = next((os.path.join(src, b) for b in bases if os.path.isdir(os.path.join(src, b))),
-                    None)
+        base = next(
+            (os.path.join(src, b) for b in bases if os.path.isdir(os.path.join(src, b))), None
+        )
         if base is None:
             continue
-        stitching = next((os.path.join(src, s) for s in stitchings
-                          if os.path.isfile(os.path.join(src, s))), None)
+        stitching = next(
+            (os.path.join(src, s) for s in stitchings if os.path.isfile(os.path.join(src, s))), None
+        )
         files = _set_files(base, stitching)
         absent = [p for p in files.values() if p is None or not os.path.isfile(p)]
         if stitching is None or absent:
-            raise CheckpointError(f'{src}: the {variant} model set is incomplete; missing '
-                                  + ', '.join(p or STITCHING_FILE for p in absent or [None]))
+            raise CheckpointError(
+                f'{src}: the {variant} model set is incomplete; missing '
+                + ', '.join(p or STITCHING_FILE for p in absent or [None])
+            )
         found[variant] = files
     if not found:
         flat = _find_flat_set(src)
@@ -92,7 +110,8 @@ def find_model_sets(src):
         raise CheckpointError(
             f'{src}: no LivePortrait checkpoints found. Expected the released layout '
             '(liveportrait/base_models/*.pth and liveportrait/retargeting_models/'
-            f'{STITCHING_FILE}) or the five .pth files side by side.')
+            f'{STITCHING_FILE}) or the five .pth files side by side.'
+        )
     return found
 
 
@@ -127,13 +146,17 @@ def convert_model_set(files, directory, variant, config='auto', log=print):
     log(f'{variant}: reading {len(files)} checkpoint files')
     sds, sources = torch_state_dicts(files)
     config_name, flat = _map_with_config(sds, sources, config)
-    log(f'{variant}: every key mapped strictly onto the {config_name!r} config; writing {directory}')
+    log(
+        f'{variant}: every key mapped strictly onto the {config_name!r} config; writing {directory}'
+    )
     metadata = {
         'format': FORMAT,
         'config': config_name,
         'variant': variant,
-        'sources': {role: {'file': os.path.basename(path), 'sha256': hashes[role]}
-                    for role, path in files.items()},
+        'sources': {
+            role: {'file': os.path.basename(path), 'sha256': hashes[role]}
+            for role, path in files.items()
+        },
     }
     parent = os.path.dirname(os.path.abspath(directory))
     os.makedirs(parent, exist_ok=True)
@@ -156,5 +179,7 @@ def convert(src, dst, config='auto', log=print):
     if config not in CONFIG_CHOICES:
         raise ValueError(f'config must be one of {CONFIG_CHOICES}, got {config!r}')
     sets = find_model_sets(src)
-    return [convert_model_set(files, os.path.join(os.fspath(dst), variant), variant, config, log)
-            for variant, files in sets.items()]
+    return [
+        convert_model_set(files, os.path.join(os.fspath(dst), variant), variant, config, log)
+        for variant, files in sets.items()
+    ]

@@ -17,11 +17,16 @@ class CheckpointMismatchError(CheckpointError):
         self.missing = sorted(missing)
         self.unexpected = sorted(unexpected)
         self.mismatched = sorted(mismatched)
-        lines = [f'{self.source}: checkpoint does not fit the model '
-                 f'({len(self.missing)} missing, {len(self.unexpected)} unexpected, '
-                 f'{len(self.mismatched)} shape mismatches)']
-        for title, items in (('missing', self.missing), ('unexpected', self.unexpected),
-                             ('shape mismatch', self.mismatched)):
+        lines = [
+            f'{self.source}: checkpoint does not fit the model '
+            f'({len(self.missing)} missing, {len(self.unexpected)} unexpected, '
+            f'{len(self.mismatched)} shape mismatches)'
+        ]
+        for title, items in (
+            ('missing', self.missing),
+            ('unexpected', self.unexpected),
+            ('shape mismatch', self.mismatched),
+        ):
             for item in items:
                 lines.append(f'  {title}: {item}')
         super().__init__('\n'.join(lines))

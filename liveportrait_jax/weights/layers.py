@@ -65,25 +65,42 @@ def _linear_to_torch(f):
 
 
 def _sn_conv_to_flax(t):
-    out = {'kernel': _conv_kernel(_fold_spectral_norm(t['weight_orig'], t['weight_u'],
-                                                      t['weight_v']))}
+    out = {
+        'kernel': _conv_kernel(_fold_spectral_norm(t['weight_orig'], t['weight_u'], t['weight_v']))
+    }
     if 'bias' in t:
         out['bias'] = t['bias']
     return out
 
 
-CONV = LayerKind('conv', ('weight',), ('bias',), _conv_to_flax,
-                 lambda f: {'weight': np.ascontiguousarray(_conv_weight(f['kernel'])),
-                            **({'bias': f['bias']} if 'bias' in f else {})})
+CONV = LayerKind(
+    'conv',
+    ('weight',),
+    ('bias',),
+    _conv_to_flax,
+    lambda f: {
+        'weight': np.ascontiguousarray(_conv_weight(f['kernel'])),
+        **({'bias': f['bias']} if 'bias' in f else {}),
+    },
+)
 LINEAR = LayerKind('linear', ('weight',), ('bias',), _linear_to_flax, _linear_to_torch)
 # num_batches_tracked only counts training steps; it is read (so strict loading accounts for it) and
 # dropped, since eval-mode BatchNorm never uses it.
-BATCH_NORM = LayerKind('batch_norm', ('weight', 'bias', 'running_mean', 'running_var'),
-                       ('num_batches_tracked',),
-                       lambda t: {'scale': t['weight'], 'bias': t['bias'],
-                                  'mean': t['running_mean'], 'var': t['running_var']})
-LAYER_NORM = LayerKind('layer_norm', ('weight', 'bias'), (),
-                       lambda t: {'scale': t['weight'], 'bias': t['bias']})
+BATCH_NORM = LayerKind(
+    'batch_norm',
+    ('weight', 'bias', 'running_mean', 'running_var'),
+    ('num_batches_tracked',),
+    lambda t: {
+        'scale': t['weight'],
+        'bias': t['bias'],
+        'mean': t['running_mean'],
+        'var': t['running_var'],
+    },
+)
+LAYER_NORM = LayerKind(
+    'layer_norm', ('weight', 'bias'), (), lambda t: {'scale': t['weight'], 'bias': t['bias']}
+)
 GRN = LayerKind('grn', ('gamma', 'beta'), (), lambda t: {'gamma': t['gamma'], 'beta': t['beta']})
-SPECTRAL_CONV = LayerKind('spectral_norm_conv', ('weight_orig', 'weight_u', 'weight_v'), ('bias',),
-                          _sn_conv_to_flax)
+SPECTRAL_CONV = LayerKind(
+    'spectral_norm_conv', ('weight_orig', 'weight_u', 'weight_v'), ('bias',), _sn_conv_to_flax
+)

@@ -6,8 +6,7 @@ of layer sits there. A key that matches no row, a Flax parameter that no key fil
 differs are all errors of strict loading (see weights/strict.py).
 """
 
-from liveportrait_jax.weights.layers import (
-    BATCH_NORM, CONV, GRN, LAYER_NORM, LINEAR, SPECTRAL_CONV)
+from liveportrait_jax.weights.layers import BATCH_NORM, CONV, GRN, LAYER_NORM, LINEAR, SPECTRAL_CONV
 
 # (regular expression over the layer prefix, layer kind)
 APPEARANCE_FEATURE_EXTRACTOR = (
@@ -57,9 +56,7 @@ SPADE_GENERATOR = (
     (r'conv_img(\.0)?', CONV),
 )
 
-STITCHING_MLP = (
-    (r'mlp\.\d+', LINEAR),
-)
+STITCHING_MLP = ((r'mlp\.\d+', LINEAR),)
 
 TABLES = {
     'appearance_feature_extractor': APPEARANCE_FEATURE_EXTRACTOR,
@@ -72,6 +69,9 @@ TABLES = {
 }
 
 # The stitching checkpoint is one file holding three state dicts under the reference's old names.
-STITCHING_FILE_KEYS = {'stitching': 'retarget_shoulder', 'lip': 'retarget_mouth',
-                       'eye': 'retarget_eye'}
+STITCHING_FILE_KEYS = {
+    'stitching': 'retarget_shoulder',
+    'lip': 'retarget_mouth',
+    'eye': 'retarget_eye',
+}
 DDP_PREFIX = 'module.'

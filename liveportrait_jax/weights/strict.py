@@ -55,8 +55,9 @@ def map_state_dict(network, state_dict, target_shapes, source='<state dict>'):
     for prefix, tensors in groups.items():
         kind = _kind_for(table, prefix)
         if kind is None:
-            unexpected.extend(f'{prefix}.{leaf} (no layer of the model is named {prefix})'
-                              for leaf in tensors)
+            unexpected.extend(
+                f'{prefix}.{leaf} (no layer of the model is named {prefix})' for leaf in tensors
+            )
             continue
         allowed = set(kind.required) | set(kind.optional)
         for leaf in tensors:
@@ -78,8 +79,10 @@ def map_state_dict(network, state_dict, target_shapes, source='<state dict>'):
                 continue
             shape = target_shapes[path][0]
             if tuple(value.shape) != shape:
-                mismatched.append(f'{path}: checkpoint {tuple(value.shape)} (after layout '
-                                  f'transpose) vs model {shape}')
+                mismatched.append(
+                    f'{path}: checkpoint {tuple(value.shape)} (after layout '
+                    f'transpose) vs model {shape}'
+                )
                 continue
             mapped[path] = value.astype(np.float32)
     for path in target_shapes:
@@ -96,4 +99,6 @@ def map_state_dict(network, state_dict, target_shapes, source='<state dict>'):
 
 def strip_ddp_prefix(state_dict):
     """Removes DistributedDataParallel's `module.` prefix from every key that has it."""
-    return {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state_dict.items()}
+    return {
+        (k[len('module.') :] if k.startswith('module.') else k): v for k, v in state_dict.items()
+    }

@@ -24,9 +24,15 @@ import numpy as np
 from liveportrait_jax.weights.errors import CheckpointError, UnsafeCheckpointError
 
 _STORAGE_DTYPES = {
-    'DoubleStorage': np.float64, 'FloatStorage': np.float32, 'HalfStorage': np.float16,
-    'LongStorage': np.int64, 'IntStorage': np.int32, 'ShortStorage': np.int16,
-    'CharStorage': np.int8, 'ByteStorage': np.uint8, 'BoolStorage': np.bool_,
+    'DoubleStorage': np.float64,
+    'FloatStorage': np.float32,
+    'HalfStorage': np.float16,
+    'LongStorage': np.int64,
+    'IntStorage': np.int32,
+    'ShortStorage': np.int16,
+    'CharStorage': np.int8,
+    'ByteStorage': np.uint8,
+    'BoolStorage': np.bool_,
     'BFloat16Storage': 'bfloat16',
 }
 # numpy 1.x arrays have at most 32 dimensions; no model weight comes near.
@@ -44,6 +50,7 @@ class _StorageType:
         dtype = _STORAGE_DTYPES[name]
         if dtype == 'bfloat16':
             import ml_dtypes  # shipped with JAX
+
             dtype = ml_dtypes.bfloat16
         self.dtype = np.dtype(dtype)
 
@@ -70,7 +77,7 @@ class _BadTensor:
 
 
 def _fmt_bytes(n):
-    return str(n) if n < 10 ** 6 else f'{n:.2g}'
+    return str(n) if n < 10**6 else f'{n:.2g}'
 
 
 def _is_int(v):
@@ -81,33 +88,45 @@ def _layout_problem(storage, offset, size, stride):
     """Why (offset, size, stride) cannot be a view of `storage`, or None. Pure arithmetic."""
     if not isinstance(storage, _Storage):
         return f'has no storage record (got {type(storage).__name__})'
-    if not (isinstance(size, (tuple, list)) and isinstance(stride, (tuple, list))
-            and all(map(_is_int, size)) and all(map(_is_int, stride)) and _is_int(offset)):
+    if not (
+        isinstance(size, (tuple, list))
+        and isinstance(stride, (tuple, list))
+        and all(map(_is_int, size))
+        and all(map(_is_int, stride))
+        and _is_int(offset)
+    ):
         return f'has a malformed size {size!r}, stride {stride!r} or offset {offset!r}'
     if len(size) > _MAX_NDIM:
         return f'has {len(size)} dimensions (at most {_MAX_NDIM} are supported)'
     if len(size) != len(stride):
         return f'has {len(size)} sizes but {len(stride)} strides'
     if min(size, default=0) < 0 or min(stride, default=0) < 0 or offset < 0:
-        return (f'has a negative size, stride or offset (size {tuple(size)}, '
-                f'stride {tuple(stride)}, offset {offset})')
+        return (
+            f'has a negative size, stride or offset (size {tuple(size)}, '
+            f'stride {tuple(stride)}, offset {offset})'
+        )
     numel = math.prod(size)
     if numel == 0:
         return None
     itemsize = storage.dtype.itemsize
     needed = (offset + 1 + sum((n - 1) * s for n, s in zip(size, stride))) * itemsize
     if needed > storage.nbytes:
-        return (f'needs {_fmt_bytes(needed)} bytes but its storage {storage.record!r} holds '
-                f'{_fmt_bytes(storage.nbytes)}')
+        return (
+            f'needs {_fmt_bytes(needed)} bytes but its storage {storage.record!r} holds '
+            f'{_fmt_bytes(storage.nbytes)}'
+        )
     if numel * itemsize > max(storage.nbytes, _MAX_EXPANDED_BYTES):
-        return (f'has zero or overlapping strides {tuple(stride)} that would expand its storage '
-                f'{storage.record!r} of {_fmt_bytes(storage.nbytes)} bytes into '
-                f'{_fmt_bytes(numel * itemsize)} bytes')
+        return (
+            f'has zero or overlapping strides {tuple(stride)} that would expand its storage '
+            f'{storage.record!r} of {_fmt_bytes(storage.nbytes)} bytes into '
+            f'{_fmt_bytes(numel * itemsize)} bytes'
+        )
     return None
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
-                       backward_hooks=None, metadata=None):
+def _rebuild_tensor_v2(
+    storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+):
     del requires_grad, backward_hooks, metadata
     problem = _layout_problem(storage, storage_offset, size, stride)
     if problem:
@@ -117,7 +136,8 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
         return np.zeros(size, storage.dtype)
     itemsize = storage.dtype.itemsize
     view = np.lib.stride_tricks.as_strided(
-        storage.array[storage_offset:], shape=size, strides=tuple(s * itemsize for s in stride))
+        storage.array[storage_offset:], shape=size, strides=tuple(s * itemsize for s in stride)
+    )
     return np.array(view, order='C')  # not ascontiguousarray: it turns 0-d tensors into 1-d
 
 
@@ -153,8 +173,9 @@ class _RestrictedUnpickler(pickle._Unpickler):  # pure Python: see the module do
         self._source = source
         self._storages = {}
         byteorder = f'{prefix}byteorder'
-        self._swap = (byteorder in archive.namelist()
-                      and archive.read(byteorder).decode().strip() == 'big')
+        self._swap = (
+            byteorder in archive.namelist() and archive.read(byteorder).decode().strip() == 'big'
+        )
 
     def find_class(self, module, name):
         if (module, name) in _ALLOWED:
@@ -164,7 +185,8 @@ class _RestrictedUnpickler(pickle._Unpickler):  # pure Python: see the module do
         raise UnsafeCheckpointError(
             f'{self._source}: refusing to load global {module}.{name} from the checkpoint pickle; '
             'only tensor-rebuild globals are allowed (the file may be malicious or not a '
-            'LivePortrait checkpoint)')
+            'LivePortrait checkpoint)'
+        )
 
     def _load_build(self):
         # BUILD sets attributes; torch only uses it for an OrderedDict's `_metadata`. Anywhere else
@@ -172,7 +194,8 @@ class _RestrictedUnpickler(pickle._Unpickler):  # pure Python: see the module do
         if not isinstance(self.stack[-2], _OrderedDict):
             raise UnsafeCheckpointError(
                 f'{self._source}: refusing to set the state of a {type(self.stack[-2]).__name__} '
-                'in the checkpoint pickle')
+                'in the checkpoint pickle'
+            )
         pickle._Unpickler.load_build(self)
 
     dispatch[pickle.BUILD[0]] = _load_build
@@ -183,13 +206,16 @@ class _RestrictedUnpickler(pickle._Unpickler):  # pure Python: see the module do
         storage_type, key, numel = pid[1], str(pid[2]), pid[4]
         if not isinstance(storage_type, _StorageType):
             raise UnsafeCheckpointError(
-                f'{self._source}: unsupported storage type {storage_type!r}')
+                f'{self._source}: unsupported storage type {storage_type!r}'
+            )
         storage = self._storages.get(key)
         if storage is None:
             storage = self._storages[key] = self._read_storage(key, storage_type.dtype, numel)
         if storage.dtype != storage_type.dtype or storage.array.size != numel:
-            raise CheckpointError(f'{self._source}: storage {storage.record!r} is declared twice, '
-                                  'with different types or element counts')
+            raise CheckpointError(
+                f'{self._source}: storage {storage.record!r} is declared twice, '
+                'with different types or element counts'
+            )
         return storage
 
     def _read_storage(self, key, dtype, numel):
@@ -197,21 +223,26 @@ class _RestrictedUnpickler(pickle._Unpickler):  # pure Python: see the module do
         try:
             info = self._archive.getinfo(record)
         except KeyError:
-            raise CheckpointError(f'{self._source}: storage record {record} is missing '
-                                  '(truncated or corrupt archive)') from None
+            raise CheckpointError(
+                f'{self._source}: storage record {record} is missing (truncated or corrupt archive)'
+            ) from None
         if not _is_int(numel) or numel < 0:
-            raise CheckpointError(f'{self._source}: storage {record!r} declares a malformed '
-                                  f'element count {numel!r}')
+            raise CheckpointError(
+                f'{self._source}: storage {record!r} declares a malformed element count {numel!r}'
+            )
         # Checked against the zip directory before reading, so a false count allocates nothing.
         if numel * dtype.itemsize != info.file_size:
             raise CheckpointError(
                 f'{self._source}: storage {record!r} declares {numel} {dtype} elements '
                 f'({_fmt_bytes(numel * dtype.itemsize)} bytes) but its record holds '
-                f'{_fmt_bytes(info.file_size)} bytes')
+                f'{_fmt_bytes(info.file_size)} bytes'
+            )
         raw = self._archive.read(record)
         if len(raw) != info.file_size:  # the directory's size can lie too
-            raise CheckpointError(f'{self._source}: storage record {record} is truncated '
-                                  f'({len(raw)} of {info.file_size} bytes)')
+            raise CheckpointError(
+                f'{self._source}: storage record {record} is truncated '
+                f'({len(raw)} of {info.file_size} bytes)'
+            )
         arr = np.frombuffer(raw, dtype=dtype)
         return _Storage(record, arr.byteswap() if self._swap else arr)
 
@@ -230,8 +261,11 @@ def _first_bad_tensor(tree):
         if not isinstance(node, (dict, list, tuple)) or id(node) in seen:
             continue
         seen.add(id(node))
-        items = ([(str(k), v) for k, v in node.items()] if isinstance(node, dict)
-                 else [(str(i), v) for i, v in enumerate(node)])
+        items = (
+            [(str(k), v) for k, v in node.items()]
+            if isinstance(node, dict)
+            else [(str(i), v) for i, v in enumerate(node)]
+        )
         stack.extend((f'{path}/{k}' if path else k, v) for k, v in reversed(items))
     return None
 
@@ -261,15 +295,19 @@ def load_torch_checkpoint(path):
     except zipfile.BadZipFile:
         with open(path, 'rb') as f:
             head = f.read(2)
-        hint = (' (legacy pre-1.6 torch.save format; re-save it with a recent PyTorch)'
-                if head[:1] == b'\x80' else ' (truncated or corrupt?)')
+        hint = (
+            ' (legacy pre-1.6 torch.save format; re-save it with a recent PyTorch)'
+            if head[:1] == b'\x80'
+            else ' (truncated or corrupt?)'
+        )
         raise CheckpointError(f'{path}: not a PyTorch zip checkpoint{hint}') from None
     with archive:
         pkls = [n for n in archive.namelist() if n.endswith('data.pkl')]
         if len(pkls) != 1:
-            raise CheckpointError(f'{path}: expected one data.pkl record in the archive, '
-                                  f'found {len(pkls)}')
-        prefix = pkls[0][:-len('data.pkl')]
+            raise CheckpointError(
+                f'{path}: expected one data.pkl record in the archive, found {len(pkls)}'
+            )
+        prefix = pkls[0][: -len('data.pkl')]
         try:
             return _unpickle_checked(archive, pkls[0], prefix, path)
         except CheckpointError:

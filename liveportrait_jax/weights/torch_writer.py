@@ -17,16 +17,19 @@ import numpy as np
 from liveportrait_jax.io.atomic import atomic_write_path
 
 _STORAGE_NAMES = {
-    np.dtype(np.float32): 'FloatStorage', np.dtype(np.float64): 'DoubleStorage',
-    np.dtype(np.float16): 'HalfStorage', np.dtype(np.int64): 'LongStorage',
-    np.dtype(np.int32): 'IntStorage', np.dtype(np.int16): 'ShortStorage',
-    np.dtype(np.int8): 'CharStorage', np.dtype(np.uint8): 'ByteStorage',
+    np.dtype(np.float32): 'FloatStorage',
+    np.dtype(np.float64): 'DoubleStorage',
+    np.dtype(np.float16): 'HalfStorage',
+    np.dtype(np.int64): 'LongStorage',
+    np.dtype(np.int32): 'IntStorage',
+    np.dtype(np.int16): 'ShortStorage',
+    np.dtype(np.int8): 'CharStorage',
+    np.dtype(np.uint8): 'ByteStorage',
     np.dtype(np.bool_): 'BoolStorage',
 }
 
 
 class _Emitter:
-
     def __init__(self):
         self.out = io.BytesIO()
         self.storages = []
@@ -41,7 +44,7 @@ class _Emitter:
     def int(self, v):
         if 0 <= v < 256:
             self.op(pickle.BININT1, bytes([v]))
-        elif -2 ** 31 <= v < 2 ** 31:
+        elif -(2**31) <= v < 2**31:
             self.op(pickle.BININT, struct.pack('<i', v))
         else:
             self.op(pickle.LONG1, bytes([8]) + struct.pack('<q', v))

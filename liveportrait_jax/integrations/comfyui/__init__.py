@@ -12,8 +12,17 @@ import os
 os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
 
 from .nodes import (  # noqa: E402
-    NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, LivePortraitLoader, LivePortraitPipe,
-    LivePortraitProcess)
+    NODE_CLASS_MAPPINGS,
+    NODE_DISPLAY_NAME_MAPPINGS,
+    LivePortraitLoader,
+    LivePortraitPipe,
+    LivePortraitProcess,
+)
 
-__all__ = ['NODE_CLASS_MAPPINGS', 'NODE_DISPLAY_NAME_MAPPINGS', 'LivePortraitLoader',
-           'LivePortraitPipe', 'LivePortraitProcess']
+__all__ = [
+    'NODE_CLASS_MAPPINGS',
+    'NODE_DISPLAY_NAME_MAPPINGS',
+    'LivePortraitLoader',
+    'LivePortraitPipe',
+    'LivePortraitProcess',
+]

@@ -42,6 +42,7 @@ class LivePortraitPipe:
     node's inputs are applied onto; chunk: frames per device batch; label: text burned into every
     output frame (None: a warning for random weights, nothing for real ones).
     """
+
     models: Any
     variant: str = 'human'
     options: Any = None
@@ -73,19 +74,28 @@ class LivePortraitPipe:
 
 def _all_on(tree, device):
     import jax
-    return all(getattr(x, 'devices', lambda: {device})() == {device}
-               for x in jax.tree.leaves(tree))
+
+    return all(getattr(x, 'devices', lambda: {device})() == {device} for x in jax.tree.leaves(tree))
 
 
 def models_on_device(models, device):
     """A LivePortraitModels sharing `models`' graphs, with its weights copied onto `device`."""
     import jax
     from flax import nnx
+
     from liveportrait_jax import LivePortraitModels
-    networks = {name: nnx.merge(models.graphdefs[name], jax.device_put(models.states[name], device))
-                for name in models.graphdefs}
-    return LivePortraitModels(networks, models.config, dtype=models.dtype,
-                              random_weights=models.random_weights, source=models.source)
+
+    networks = {
+        name: nnx.merge(models.graphdefs[name], jax.device_put(models.states[name], device))
+        for name in models.graphdefs
+    }
+    return LivePortraitModels(
+        networks,
+        models.config,
+        dtype=models.dtype,
+        random_weights=models.random_weights,
+        source=models.source,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -95,10 +105,12 @@ def models_on_device(models, device):
 class LivePortraitLoader:
     """Loads converted LivePortrait weights (or random demo weights) into a LIVEPORTRAITPIPE."""
 
-    DESCRIPTION = ('Loads LivePortrait weights converted with `liveportrait-jax convert` '
-                   '(folder with human/ and animals/ sets). With random_weights_if_missing, a '
-                   'missing folder gives RANDOM weights instead: the outputs are noise, labelled '
-                   'as such, for trying the workflow only.')
+    DESCRIPTION = (
+        'Loads LivePortrait weights converted with `liveportrait-jax convert` '
+        '(folder with human/ and animals/ sets). With random_weights_if_missing, a '
+        'missing folder gives RANDOM weights instead: the outputs are noise, labelled '
+        'as such, for trying the workflow only.'
+    )
     RETURN_TYPES = (PIPE_TYPE,)
     RETURN_NAMES = ('pipeline',)
     FUNCTION = 'load'
@@ -108,43 +120,74 @@ class LivePortraitLoader:
     def INPUT_TYPES(cls):
         return {
             'required': {
-                'weights_dir': ('STRING', {
-                    'default': 'weights', 'multiline': False,
-                    'tooltip': 'output folder of `liveportrait-jax convert` (absolute, or relative '
-                               'to the directory ComfyUI was started from)'}),
+                'weights_dir': (
+                    'STRING',
+                    {
+                        'default': 'weights',
+                        'multiline': False,
+                        'tooltip': 'output folder of `liveportrait-jax convert` (absolute, or relative '
+                        'to the directory ComfyUI was started from)',
+                    },
+                ),
                 'variant': (VARIANTS, {'default': 'human'}),
-                'dtype': (DTYPES, {
-                    'default': 'float32',
-                    'tooltip': 'compute dtype of the convolutions; half precision is for GPUs'}),
-                'random_weights_if_missing': ('BOOLEAN', {
-                    'default': False,
-                    'tooltip': 'no converted weights found: use RANDOM demo weights (outputs are '
-                               'noise, labelled) instead of failing'}),
+                'dtype': (
+                    DTYPES,
+                    {
+                        'default': 'float32',
+                        'tooltip': 'compute dtype of the convolutions; half precision is for GPUs',
+                    },
+                ),
+                'random_weights_if_missing': (
+                    'BOOLEAN',
+                    {
+                        'default': False,
+                        'tooltip': 'no converted weights found: use RANDOM demo weights (outputs are '
+                        'noise, labelled) instead of failing',
+                    },
+                ),
             },
             'optional': {
-                'demo_config': (DEMO_CONFIGS, {
-                    'default': 'tiny',
-                    'tooltip': 'size of the random demo networks (tiny: fast, 128 px renders)'}),
+                'demo_config': (
+                    DEMO_CONFIGS,
+                    {
+                        'default': 'tiny',
+                        'tooltip': 'size of the random demo networks (tiny: fast, 128 px renders)',
+                    },
+                ),
             },
         }
 
-    def load(self, weights_dir='weights', variant='human', dtype='float32',
-             random_weights_if_missing=False, demo_config='tiny'):
+    def load(
+        self,
+        weights_dir='weights',
+        variant='human',
+        dtype='float32',
+        random_weights_if_missing=False,
+        demo_config='tiny',
+    ):
         from liveportrait_jax.demo import load_models_or_demo
         from liveportrait_jax.weights.errors import CheckpointError
 
-        for name, value, allowed in (('variant', variant, VARIANTS), ('dtype', dtype, DTYPES),
-                                     ('demo_config', demo_config, DEMO_CONFIGS)):
+        for name, value, allowed in (
+            ('variant', variant, VARIANTS),
+            ('dtype', dtype, DTYPES),
+            ('demo_config', demo_config, DEMO_CONFIGS),
+        ):
             if value not in allowed:
                 raise ValueError(f'{name} must be one of {allowed}, got {value!r}')
         try:
-            models = load_models_or_demo(weights_dir, variant=variant, dtype=dtype,
-                                         fallback=random_weights_if_missing,
-                                         demo_config=demo_config)
+            models = load_models_or_demo(
+                weights_dir,
+                variant=variant,
+                dtype=dtype,
+                fallback=random_weights_if_missing,
+                demo_config=demo_config,
+            )
         except CheckpointError as e:
             raise CheckpointError(
                 f'{e}\n(LivePortrait (JAX) Loader: or enable random_weights_if_missing to try '
-                f'the workflow with random demo weights)') from None
+                f'the workflow with random demo weights)'
+            ) from None
         return (LivePortraitPipe(models, variant=variant),)
 
 
@@ -168,16 +211,18 @@ def _to_numpy(x):
 def _as_uint8(a, what):
     """One image (H, W, C) or a batch (B, H, W, C) -> uint8 RGB, same leading shape."""
     if a.ndim not in (3, 4):
-        raise ValueError(f'{what}: expected an IMAGE (B, H, W, 3) or (H, W, 3), got shape '
-                         f'{a.shape}')
+        raise ValueError(
+            f'{what}: expected an IMAGE (B, H, W, 3) or (H, W, 3), got shape {a.shape}'
+        )
     c = a.shape[-1]
     if c == 4:
         a = a[..., :3]  # RGBA: drop alpha
     elif c == 1:
         a = np.repeat(a, 3, axis=-1)
     elif c != 3:
-        raise ValueError(f'{what}: expected 3 colour channels last (B, H, W, 3), got shape '
-                         f'{a.shape}')
+        raise ValueError(
+            f'{what}: expected 3 colour channels last (B, H, W, 3), got shape {a.shape}'
+        )
     if a.dtype == np.uint8:
         return np.ascontiguousarray(a)
     if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.number):
@@ -201,6 +246,7 @@ def _images(x, what):
 
 def _resize(img, hw):
     import cv2
+
     h, w = hw
     if img.shape[:2] == (h, w):
         return img
@@ -228,6 +274,7 @@ def resolve_device(name):
     if name is None or name == '':
         return None
     import jax
+
     key = str(name).strip().upper()
     if key not in DEVICES:
         raise ValueError(f'device must be one of {DEVICES}, got {name!r}')
@@ -237,10 +284,12 @@ def resolve_device(name):
         raise RuntimeError(
             f'device {key!r} requested, but this JAX has no {key} backend ({e}). Install a '
             f'GPU-enabled JAX into the Python that runs ComfyUI (for NVIDIA: pip install '
-            f'"jax[cuda12]=={jax.__version__}"), or choose device CPU.') from None
+            f'"jax[cuda12]=={jax.__version__}"), or choose device CPU.'
+        ) from None
     if not devices:
-        raise RuntimeError(f'device {key!r} requested, but JAX lists no {key} devices; choose '
-                           f'another device.')
+        raise RuntimeError(
+            f'device {key!r} requested, but JAX lists no {key} devices; choose another device.'
+        )
     return devices[0]
 
 
@@ -278,10 +327,12 @@ _D = {name: _option_input(name)[1]['default'] for name in OPTION_FIELDS}
 class LivePortraitProcess:
     """Animates every source image with the driving frames: animated crops and full frames."""
 
-    DESCRIPTION = ('Animates each source image with all the driving frames (a driving video as an '
-                   'IMAGE batch). cropped_images: the animated face crops at dsize; full_images: '
-                   'the crops pasted back into the source, at the first source image\'s size. '
-                   'One output frame per driving frame per source image.')
+    DESCRIPTION = (
+        'Animates each source image with all the driving frames (a driving video as an '
+        'IMAGE batch). cropped_images: the animated face crops at dsize; full_images: '
+        "the crops pasted back into the source, at the first source image's size. "
+        'One output frame per driving frame per source image.'
+    )
     RETURN_TYPES = ('IMAGE', 'IMAGE')
     RETURN_NAMES = ('cropped_images', 'full_images')
     FUNCTION = 'process'
@@ -297,38 +348,61 @@ class LivePortraitProcess:
                 **{name: _option_input(name) for name in OPTION_FIELDS},
             },
             'optional': {
-                'device': (DEVICES, {
-                    'default': 'GPU' if _gpu_jax_installed() else 'CPU',
-                    'tooltip': 'JAX device to run on (GPU needs a CUDA/ROCm build of JAX)'}),
+                'device': (
+                    DEVICES,
+                    {
+                        'default': 'GPU' if _gpu_jax_installed() else 'CPU',
+                        'tooltip': 'JAX device to run on (GPU needs a CUDA/ROCm build of JAX)',
+                    },
+                ),
             },
         }
 
-    def process(self, pipeline, source_image, driving_images, dsize=_D['dsize'],
-                scale=_D['scale'], vx_ratio=_D['vx_ratio'], vy_ratio=_D['vy_ratio'],
-                lip_zero=_D['lip_zero'], eye_retargeting=_D['eye_retargeting'],
-                eyes_retargeting_multiplier=_D['eyes_retargeting_multiplier'],
-                lip_retargeting=_D['lip_retargeting'],
-                lip_retargeting_multiplier=_D['lip_retargeting_multiplier'],
-                stitching=_D['stitching'], relative=_D['relative'], device=None):
+    def process(
+        self,
+        pipeline,
+        source_image,
+        driving_images,
+        dsize=_D['dsize'],
+        scale=_D['scale'],
+        vx_ratio=_D['vx_ratio'],
+        vy_ratio=_D['vy_ratio'],
+        lip_zero=_D['lip_zero'],
+        eye_retargeting=_D['eye_retargeting'],
+        eyes_retargeting_multiplier=_D['eyes_retargeting_multiplier'],
+        lip_retargeting=_D['lip_retargeting'],
+        lip_retargeting_multiplier=_D['lip_retargeting_multiplier'],
+        stitching=_D['stitching'],
+        relative=_D['relative'],
+        device=None,
+    ):
         inputs = locals()
         if not isinstance(pipeline, LivePortraitPipe):
-            raise TypeError(f'pipeline must come from the "LivePortrait (JAX) Loader" node, got '
-                            f'{type(pipeline).__name__} (another LivePortrait node pack?)')
+            raise TypeError(
+                f'pipeline must come from the "LivePortrait (JAX) Loader" node, got '
+                f'{type(pipeline).__name__} (another LivePortrait node pack?)'
+            )
         # Validated by the schema before any work (its errors name the field: the numeric inputs
         # have the fields' names).
         options = options_from_values(
-            {field: inputs[name] for name, field in OPTION_FIELDS.items()}, base=pipeline.options,
-            flag_do_crop=True, flag_pasteback=True)
+            {field: inputs[name] for name, field in OPTION_FIELDS.items()},
+            base=pipeline.options,
+            flag_do_crop=True,
+            flag_pasteback=True,
+        )
         as_torch = _is_torch(source_image) or (
-            isinstance(source_image, (list, tuple)) and any(_is_torch(s) for s in source_image))
+            isinstance(source_image, (list, tuple)) and any(_is_torch(s) for s in source_image)
+        )
 
         sources = _images(source_image, 'source_image')
         if not sources:
             raise ValueError('source_image is empty: give at least one source image')
         driving = _images(driving_images, 'driving_images')
         if not driving:
-            raise ValueError('driving_images is empty: give at least one driving frame (a '
-                             'driving image, or the frames of a driving video as a batch)')
+            raise ValueError(
+                'driving_images is empty: give at least one driving frame (a '
+                'driving image, or the frames of a driving video as a batch)'
+            )
         driving = np.stack([_resize(f, driving[0].shape[:2]) for f in driving])
         crops, frames = self._run(pipeline, sources, driving, options, resolve_device(device))
 
@@ -336,12 +410,14 @@ class LivePortraitProcess:
         frames = np.concatenate(frames).astype(np.float32) / 255.0
         if as_torch:
             import torch
+
             return torch.from_numpy(crops), torch.from_numpy(frames)
         return crops, frames
 
     @staticmethod
     def _run(pipeline, sources, driving, options, device):
         import jax
+
         from liveportrait_jax.demo import output_label
         from liveportrait_jax.pipeline import animate_frames
         from liveportrait_jax.pipeline.animation import burn_label
@@ -364,9 +440,15 @@ class LivePortraitProcess:
             for i, src in enumerate(sources):
                 try:
                     res = animate_frames(
-                        models, src[None], driving, options,
+                        models,
+                        src[None],
+                        driving,
+                        options,
                         chunk=max(1, min(int(pipeline.chunk), len(driving))),
-                        animals=pipeline.animals, label=label or '', **kwargs)
+                        animals=pipeline.animals,
+                        label=label or '',
+                        **kwargs,
+                    )
                 except ValueError as e:  # no face, unreadable input: say which source image
                     if len(sources) == 1:
                         raise
@@ -383,6 +465,7 @@ class LivePortraitProcess:
 
 def _default_device():
     import jax
+
     current = jax.config.jax_default_device
     if current is None:
         return jax.devices()[0]
