@@ -160,7 +160,7 @@ def train(config, workdir, *, models=None, data=None, devices=None, log=print):
     @functools.partial(jax.jit, donate_argnums=(0, 1))
     def train_step(params, opt_state, frozen, batch):
         (loss, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(params, frozen, batch)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, new_opt = tx.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
