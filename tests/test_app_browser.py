@@ -104,63 +104,15 @@ def test_handlers_report_input_errors(models, media, tmp_path):
     with pytest.raises(gr.Error, match=r"'bad.png': not a readable image"):
         h.check_image({'path': media['bad']})
     no_progress = lambda *a, **k: None  # noqa: E731
+    # The page's inputs in order: media (5), options, crop rows, smoothing, chunk, kinds.
+    inputs = [None] * 5 + [False, True, True, True, True, 'all', 'expression-friendly', 1.0, False]
+    inputs += [2.3, 0.0, -0.125, 2.2, 0.0, -0.1, 3e-7, 8, 'Image', 'Video']
     with pytest.raises(gr.Error, match='Please upload'):
-        h.animate(
-            None,
-            None,
-            None,
-            None,
-            None,
-            False,
-            True,
-            True,
-            True,
-            True,
-            'all',
-            'expression-friendly',
-            1.0,
-            False,
-            2.3,
-            0.0,
-            -0.125,
-            2.2,
-            0.0,
-            -0.1,
-            3e-7,
-            8,
-            'Image',
-            'Video',
-            progress=no_progress,
-        )
+        h.animate(*inputs, progress=no_progress)
     # The option values are checked against the AnimateOptions schema, naming the field.
+    bad_scale = inputs[:14] + [9] + inputs[15:]
     with pytest.raises(gr.Error, match=r'scale must be in \[1.0, 4.0\], got 9.0'):
-        h.animate(
-            None,
-            None,
-            None,
-            None,
-            None,
-            False,
-            True,
-            True,
-            True,
-            True,
-            'all',
-            'expression-friendly',
-            1.0,
-            False,
-            9,
-            0.0,
-            -0.125,
-            2.2,
-            0.0,
-            -0.1,
-            3e-7,
-            8,
-            'Image',
-            'Video',
-            progress=no_progress,
-        )
+        h.animate(*bad_scale, progress=no_progress)
     with pytest.raises(gr.Error, match='crop_box must be x0,y0,x1,y1'):
         h.animate_animals(
             None,
