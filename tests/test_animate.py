@@ -18,7 +18,7 @@ from liveportrait_jax.io import (
     save_image,
 )
 from liveportrait_jax.pipeline import AnimateOptions, animate
-from liveportrait_jax.pipeline.demo import astronaut, synth_driving_frames, write_demo_inputs
+from liveportrait_jax.pipeline.demo_media import astronaut, synth_driving_frames, write_demo_inputs
 
 FPS = 10
 N = 6

@@ -19,7 +19,7 @@ gr = pytest.importorskip('gradio', reason='the web app needs gradio (pip install
 
 import liveportrait_jax as lp  # noqa: E402
 from liveportrait_jax.io import VideoWriter, save_image  # noqa: E402
-from liveportrait_jax.pipeline.demo import astronaut, synth_driving_frames  # noqa: E402
+from liveportrait_jax.pipeline.demo_media import astronaut, synth_driving_frames  # noqa: E402
 
 CHROMIUM = '/usr/bin/chromium'
 CHROMIUM_ARGS = [
@@ -113,42 +113,15 @@ def test_handlers_report_input_errors(models, media, tmp_path):
     bad_scale = inputs[:14] + [9] + inputs[15:]
     with pytest.raises(gr.Error, match=r'scale must be in \[1.0, 4.0\], got 9.0'):
         h.animate(*bad_scale, progress=no_progress)
+
+    # The animal page's inputs in order, with the crop box as the one value that changes.
+    def animals(box):
+        return [None] * 3 + [True, False, 1.0, False, False, box, 2.2, 0.0, -0.1, 8, 'Pickle']
+
     with pytest.raises(gr.Error, match='crop_box must be x0,y0,x1,y1'):
-        h.animate_animals(
-            None,
-            None,
-            None,
-            True,
-            False,
-            1.0,
-            False,
-            False,
-            '1,2,3',
-            2.2,
-            0.0,
-            -0.1,
-            8,
-            'Pickle',
-            progress=no_progress,
-        )
+        h.animate_animals(*animals('1,2,3'), progress=no_progress)
     with pytest.raises(gr.Error, match='Please upload'):
-        h.animate_animals(
-            None,
-            None,
-            None,
-            True,
-            False,
-            1.0,
-            False,
-            False,
-            ' 10, 20, 110, 140 ',
-            2.2,
-            0.0,
-            -0.1,
-            8,
-            'Pickle',
-            progress=no_progress,
-        )
+        h.animate_animals(*animals(' 10, 20, 110, 140 '), progress=no_progress)
     assert payload_path({'video': {'path': '/x/a.mp4'}, 'subtitles': None}) == '/x/a.mp4'
     assert payload_path({'path': '/x/b.png', 'url': 'http://h/b.png'}) == '/x/b.png'
     assert payload_path(None) is None

@@ -13,7 +13,7 @@ from liveportrait_jax.integrations.comfyui.nodes import (
     models_on_device,
     resolve_device,
 )
-from liveportrait_jax.pipeline.demo import astronaut, synth_driving_frames
+from liveportrait_jax.pipeline.demo_media import astronaut, synth_driving_frames
 from liveportrait_jax.weights.errors import CheckpointError
 
 N_DRIVING = 3

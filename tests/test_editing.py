@@ -12,7 +12,7 @@ import liveportrait_jax as lp
 from liveportrait_jax import faces
 from liveportrait_jax.io import VideoWriter, probe_video
 from liveportrait_jax.pipeline import editing as ed
-from liveportrait_jax.pipeline.demo import astronaut, synth_driving_frames
+from liveportrait_jax.pipeline.demo_media import astronaut, synth_driving_frames
 
 # slider -> (value, {(keypoint, axis): expected change of exp[keypoint, axis]})
 REFERENCE_EDITS = {

@@ -8,7 +8,7 @@ from conftest import run_on_forced_host_devices
 
 import liveportrait_jax as lp
 from liveportrait_jax.io import VideoWriter
-from liveportrait_jax.pipeline.demo import synth_driving_frames
+from liveportrait_jax.pipeline.demo_media import synth_driving_frames
 from liveportrait_jax.training.data import TrainData, prepare_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -144,7 +144,7 @@ def launch_app(app, *, host='127.0.0.1', port=7860, block=True, quiet=False):
 
 def _demo_media(output_dir):
     try:
-        from liveportrait_jax.pipeline.demo import write_demo_inputs
+        from liveportrait_jax.pipeline.demo_media import write_demo_inputs
 
         return write_demo_inputs(os.path.join(output_dir, 'demo_inputs'), n_frames=24, fps=12)
     except Exception as e:  # examples are a convenience; never fail the app over them

@@ -95,7 +95,7 @@ def run(args):
     # Built-in media with no weights is the README's first command: it falls back to the demo.
     models = models_from_args(args, fallback=builtin_media)
     if builtin_media:
-        from liveportrait_jax.pipeline.demo import write_demo_inputs
+        from liveportrait_jax.pipeline.demo_media import write_demo_inputs
 
         args.source, args.driving = write_demo_inputs(os.path.join(args.output_dir, 'demo_inputs'))
         log.info(

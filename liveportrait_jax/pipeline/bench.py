@@ -50,7 +50,7 @@ def run_bench(config='full', chunks=(1, 4), dtype=jnp.float32, repeats=2, frames
     from liveportrait_jax.io import VideoWriter
     from liveportrait_jax.pipeline import AnimateOptions, animate, kernels
     from liveportrait_jax.pipeline.animation import compose_keypoints
-    from liveportrait_jax.pipeline.demo import astronaut, write_demo_inputs
+    from liveportrait_jax.pipeline.demo_media import astronaut, write_demo_inputs
 
     models = lp.init_random_models(config, seed=0, dtype=dtype)
     out = {
