@@ -5,17 +5,20 @@ Templates are built here, in the reference's layouts, rather than taken from the
 
 import os
 import pickle
+import time
 
 import numpy as np
 import pytest
 
 from liveportrait_jax.io import (
+    DEFAULT_MAX_TEMPLATE_FRAMES,
     InputError,
     MotionTemplate,
     UnsafePickleError,
     load_template,
     safe_load,
     save_template,
+    template_from_dict,
     template_to_dict,
 )
 
@@ -272,3 +275,74 @@ def test_all_pickle_protocols_load(tmp_path, protocol):
     t = load_template(_dump(tmp_path / 'p.pkl', d, protocol))
     np.testing.assert_array_equal(t.exp, np.concatenate([f['exp'] for f in d['motion']]))
     assert safe_load(tmp_path / 'p.pkl')['extras'] == d['extras']
+
+
+def _repeated(n, kind='motion-only'):
+    """A template of `n` frames that are all the same objects: pickle memoises them, so the file
+    stays small whatever `n` claims."""
+    d = _layout(kind, n=1)
+    d['n_frames'] = n
+    for key, value in d.items():
+        if isinstance(value, list):
+            d[key] = value * n
+    return d
+
+
+def test_huge_frame_count_is_refused_before_building_arrays(tmp_path):
+    path = _dump(tmp_path / 'x.pkl', _repeated(2_000_000))
+    assert os.path.getsize(path) < 8 << 20  # a few MB claiming two million frames
+    t0 = time.perf_counter()
+    with pytest.raises(InputError) as err:
+        load_template(path)
+    assert time.perf_counter() - t0 < 2
+    assert str(err.value) == (
+        f'{str(path)!r}: motion template has 2000000 frames, more than the limit of '
+        f'{DEFAULT_MAX_TEMPLATE_FRAMES} (raise it with --max-template-frames)'
+    )
+    assert DEFAULT_MAX_TEMPLATE_FRAMES == 108_000
+
+
+@pytest.mark.parametrize('kind', ['motion-only', 'legacy', 'current'])
+def test_frame_limit_applies_to_every_layout(kind):
+    d = _repeated(50, kind)
+    with pytest.raises(InputError, match='has 50 frames, more than the limit of 49'):
+        template_from_dict(d, "'t.pkl'", max_frames=49)
+    assert template_from_dict(d, "'t.pkl'", max_frames=50).n_frames == 50
+    assert template_from_dict(d, "'t.pkl'").n_frames == 50  # well under the default
+
+
+def test_no_limit_allows_a_long_template(tmp_path):
+    n = DEFAULT_MAX_TEMPLATE_FRAMES + 1
+    path = _dump(tmp_path / 'long.pkl', _repeated(n))
+    with pytest.raises(InputError, match=f'{n} frames, more than the limit'):
+        load_template(path)
+    assert load_template(path, max_frames=None).n_frames == n
+
+
+def test_absurd_per_frame_values_are_refused_before_conversion():
+    # A per-frame 'exp' that is a list of 100,000 references to one list of 100,000 numbers: a
+    # small pickle, 10^10 values for numpy to convert.
+    row = [0.0] * 100_000
+    bomb = [row] * 100_000
+    rng = np.random.default_rng(0)
+    for where in ('motion', 'c_eyes_lst'):
+        d = _layout('current', n=1)
+        if where == 'motion':
+            d['motion'][0]['exp'] = bomb
+            field = 'exp'
+        else:
+            d['c_eyes_lst'] = [bomb]
+            field = 'c_eyes'
+        t0 = time.perf_counter()
+        with pytest.raises(InputError, match=f"'{field}' holds more than 4096 values"):
+            template_from_dict(d, "'bomb.pkl'")
+        assert time.perf_counter() - t0 < 1
+    # A numpy array that is too big, and a legitimately nested list, in the same field.
+    d = _layout('motion-only', n=1)
+    d['motion'][0]['exp'] = np.zeros((1000, 21, 3), np.float32)
+    with pytest.raises(
+        InputError, match=r"'exp' holds more than 4096 values, expected shape \(21, 3\)"
+    ):
+        template_from_dict(d)
+    d['motion'][0]['exp'] = rng.standard_normal((1, 21, 3)).tolist()
+    assert template_from_dict(d).exp.shape == (1, 21, 3)

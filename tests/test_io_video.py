@@ -2,11 +2,13 @@
 
 import os
 import subprocess
+import warnings
 
 import numpy as np
 import pytest
 
 from liveportrait_jax.io import (
+    DamagedVideoWarning,
     InputError,
     OutputError,
     VideoWriter,
@@ -233,4 +235,68 @@ def test_unclosed_writer_publishes_nothing(tmp_path):
     w.write(_frames(1)[0])
     with pytest.warns(ResourceWarning, match='never closed'):
         w.__del__()
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.fixture(scope='module')
+def hundred_frames(tmp_path_factory):
+    """A 100-frame 64x64 mp4 (index at the start: VideoWriter uses +faststart) of noise, so that
+    every frame takes a similar share of the file."""
+    path = tmp_path_factory.mktemp('long') / 'hundred.mp4'
+    rng = np.random.default_rng(0)
+    with VideoWriter(path, FPS) as w:
+        for _ in range(100):
+            w.write(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    return path
+
+
+def test_truncated_video_warns_with_both_counts(hundred_frames, tmp_path):
+    data = hundred_frames.read_bytes()
+    cut = tmp_path / 'cut.mp4'
+    cut.write_bytes(data[: len(data) // 2])
+    info = probe_video(cut)
+    # The packet count stops where the file does; the index still says 100.
+    assert info.truncated and info.indexed_frames == 100 and info.n_frames < 100
+    with pytest.warns(DamagedVideoWarning, match=r'decoded only \d+ of 100 frames') as rec:
+        frames = load_video_frames(cut)
+    assert 0 < len(frames) < 100
+    (msg,) = [str(w.message) for w in rec if issubclass(w.category, DamagedVideoWarning)]
+    assert msg.startswith(f'{str(cut)!r}: decoded only {len(frames)} of 100 frames; ')
+    assert 'the file is damaged or truncated' in msg
+    # Stopping early on request is not damage.
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert len(load_video_frames(cut, max_frames=5)) == 5
+
+
+def test_intact_video_gives_no_damage_warning(hundred_frames):
+    info = probe_video(hundred_frames)
+    assert (info.n_frames, info.indexed_frames, info.truncated) == (100, 100, False)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert len(load_video_frames(hundred_frames)) == 100
+
+
+def test_abort_stops_the_encoder_and_removes_the_temp_file(tmp_path):
+    w = VideoWriter(tmp_path / 'out.mp4', FPS)
+    w.write(_frames(1)[0])
+    proc, tmp = w._proc, w._target.tmp_path
+    assert proc.poll() is None and os.path.exists(tmp)
+    w.abort()
+    assert proc.returncode is not None  # killed and reaped
+    assert os.listdir(tmp_path) == []
+    w.abort()  # twice is fine
+
+
+def test_garbage_collected_writer_leaves_no_temp_file(tmp_path):
+    import gc
+
+    w = VideoWriter(tmp_path / 'dropped.mp4', FPS)
+    w.write(_frames(1)[0])
+    proc = w._proc
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', ResourceWarning)
+        del w
+        gc.collect()
+    assert proc.returncode is not None
     assert os.listdir(tmp_path) == []

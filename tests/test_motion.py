@@ -7,7 +7,7 @@ import pytest
 from reference_motion import reference_keypoints
 
 import liveportrait_jax as lp
-from liveportrait_jax.pipeline.animation import compose_keypoints
+from liveportrait_jax.pipeline.compose import compose_keypoints
 from liveportrait_jax.pipeline.motion import kalman_smooth, source_video_targets
 from liveportrait_jax.pipeline.options import AnimateOptions
 

@@ -21,10 +21,13 @@ from liveportrait_jax import faces
 from liveportrait_jax.demo import RANDOM_LABEL
 from liveportrait_jax.io import InputError, OutputError, load_image
 from liveportrait_jax.pipeline import AnimateOptions, animate, editing
-from liveportrait_jax.pipeline.inputs import kind_of
 from liveportrait_jax.pipeline.options import options_from_values
+from liveportrait_jax.pipeline.read import kind_of
 
 log = logging.getLogger('liveportrait_jax')
+# A shared web app is not the place for hour-long jobs: templates over 5 minutes at 30 fps are
+# refused (the command line's limit is an hour, io.templates.DEFAULT_MAX_TEMPLATE_FRAMES).
+APP_MAX_TEMPLATE_FRAMES = 9_000
 
 # Errors that are the user's input (or a known output failure): shown as their message.
 USER_ERRORS = (
@@ -150,7 +153,7 @@ class AppHandlers:
             elif kind == 'template':
                 from liveportrait_jax.io import load_template
 
-                load_template(path)
+                load_template(path, max_frames=APP_MAX_TEMPLATE_FRAMES)
             else:
                 load_image(path)
 
@@ -264,6 +267,7 @@ class AppHandlers:
             chunk=chunk,
             animals=self.animals,
             progress=True,
+            max_template_frames=APP_MAX_TEMPLATE_FRAMES,
         )
         log.info('app: animated %d frames in %.1f s', result.n_frames, time.perf_counter() - t)
         status = _timings_md(result, self.note)

@@ -48,6 +48,21 @@ def add_parser(sub):
         'and the source when it is a video); default: all',
     )
     p.add_argument(
+        '--max-template-frames',
+        type=int,
+        default=None,
+        metavar='N',
+        help='refuse a motion template (.pkl) with more than N frames (default: '
+        'io.templates.DEFAULT_MAX_TEMPLATE_FRAMES, one hour at 30 fps; 0: no limit)',
+    )
+    p.add_argument(
+        '--workers',
+        type=int,
+        default=None,
+        metavar='N',
+        help='face-landmark threads (default: one per core but one, at most 8)',
+    )
+    p.add_argument(
         '--lip-array',
         metavar='FILE',
         help="neutral-lip expression (.npy of 63 values, or the reference's "
@@ -105,6 +120,10 @@ def run(args):
         models = with_stitching_weights(models, args.stitching_weights)
     lip_array = _load_lip_array(args.lip_array) if args.lip_array else None
     log.info('models: %r', models)
+    from liveportrait_jax.io.templates import DEFAULT_MAX_TEMPLATE_FRAMES
+
+    limit = args.max_template_frames
+    limit = DEFAULT_MAX_TEMPLATE_FRAMES if limit is None else (limit or None)
     result = animate(
         models,
         args.source,
@@ -116,6 +135,8 @@ def run(args):
         animals=args.animals,
         progress=not args.quiet,
         max_frames=args.max_frames,
+        max_template_frames=limit,
+        workers=args.workers,
     )
     log.info('animated %d frames at %.2f fps', result.n_frames, result.fps)
     for name, path in (

@@ -361,6 +361,17 @@ def _crop_with(
     )
 
 
+def warp_crop(image: np.ndarray, M_o2c: np.ndarray, dsize: int) -> np.ndarray:
+    """The (dsize, dsize, 3) crop of ``image`` through the (3, 3) original -> crop map."""
+    return _warp(image, M_o2c, (dsize, dsize))
+
+
+def crop_with_matrix(image: np.ndarray, M_o2c: np.ndarray, dsize: int, area_256: bool = True):
+    """The 256 network input of a crop made before (same matrix, same pixels as its CropResult's
+    image_256): a second pass over a video re-crops instead of keeping every crop."""
+    return _resize(warp_crop(image, M_o2c, dsize), NETWORK_SIZE, area_256)
+
+
 def _resolve_landmarks(image, landmarks, face_index, source_name):
     if landmarks is None:
         return _lm.detect_face(image, face_index, source_name=source_name).landmarks

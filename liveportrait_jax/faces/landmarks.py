@@ -19,11 +19,14 @@ mediapipe is imported lazily, inside the functions that need it, so importing th
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
 import os
 import sys
+import threading
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -99,23 +102,37 @@ def _native_stderr_muted():
     XNNPACK delegate" and "W0000 ... Feedback manager ..." lines on stderr when a graph starts and
     on its first inference. Users read them as errors, and no environment variable or Python API
     reaches that logger, so the two moments that print are run with the descriptor muted.
+    Landmark workers run in several threads: the first to enter mutes, the last to leave restores
+    (a per-thread save/restore could leave the descriptor muted for good).
     """
-    try:
-        saved = os.dup(2)
-    except OSError:  # no usable descriptor 2 (embedded interpreters): nothing to mute
-        yield
-        return
-    try:
-        with open(os.devnull, 'wb') as null:
-            sys.stderr.flush()
-            os.dup2(null.fileno(), 2)
+    global _muted_depth, _saved_fd
+    with _mute_lock:
+        if _muted_depth == 0:
             try:
-                yield
-            finally:
+                _saved_fd = os.dup(2)
+                null = os.open(os.devnull, os.O_WRONLY)
+            except OSError:  # no usable descriptor 2 (embedded interpreters): nothing to mute
+                _saved_fd = None
+            else:
                 sys.stderr.flush()
-                os.dup2(saved, 2)
+                os.dup2(null, 2)
+                os.close(null)
+        _muted_depth += 1
+    try:
+        yield
     finally:
-        os.close(saved)
+        with _mute_lock:
+            _muted_depth -= 1
+            if _muted_depth == 0 and _saved_fd is not None:
+                sys.stderr.flush()
+                os.dup2(_saved_fd, 2)
+                os.close(_saved_fd)
+                _saved_fd = None
+
+
+_mute_lock = threading.Lock()
+_muted_depth = 0
+_saved_fd = None
 
 
 class FaceLandmarker:
@@ -151,6 +168,13 @@ class FaceLandmarker:
         if self._mesh is not None:
             self._mesh.close()
             self._mesh = None
+
+    def restart(self) -> None:
+        """Forgets the tracked faces: the next frame is searched from scratch (tracking mode)."""
+        if self._started:
+            with _native_stderr_muted():
+                self._mesh.reset()
+            self._started = False  # the restarted graph logs on its first inference again
 
     def __enter__(self) -> 'FaceLandmarker':
         return self
@@ -291,6 +315,164 @@ def detect_face(
         return fl.get(image_rgb, face_index, source_name=source_name)
 
 
+TRACK_BLOCK = 16  # frames a tracker follows before it starts afresh (see track_faces_stream)
+
+
+def default_workers() -> int:
+    """Landmark workers for this machine: one per core but one (the decoder and the device
+    dispatch need a core), at most 8 (MediaPipe runs its own inference threads too)."""
+    return max(1, min(8, (os.cpu_count() or 1) - 1))
+
+
+class _Follower:
+    """Which of a frame's faces is "the" face: the rule of track_faces, applied in frame order."""
+
+    def __init__(self, face_index, source_name, on_missing):
+        if on_missing not in ('raise', 'hold'):
+            raise ValueError(f"on_missing must be 'raise' or 'hold', got {on_missing!r}")
+        self.face_index, self.name, self.on_missing = face_index, source_name, on_missing
+        self.prev: Optional[Face] = None
+        self.missing = 0  # frames without the face (held, or leading)
+
+    def __call__(self, i: int, faces: List[Face]) -> Optional[Face]:
+        face = None
+        if self.prev is None:
+            if len(faces) > self.face_index:
+                face = faces[self.face_index]
+            elif faces and self.on_missing == 'raise':
+                raise NoFaceError(
+                    self.name,
+                    i,
+                    f'face_index={self.face_index} requested but only {len(faces)} face(s) found',
+                )
+        elif len(faces) == 1:
+            face = faces[0]  # one face: it is the one we follow (even across a cut)
+        elif faces:
+            face = max(faces, key=lambda f: _iou(f.bbox, self.prev.bbox))
+        if face is None:
+            if self.on_missing == 'raise':
+                raise NoFaceError(self.name, i)
+            self.missing += 1
+            return self.prev
+        self.prev = face
+        return face
+
+
+class _BlockDetector:
+    """Per-thread landmarkers: a tracker that restarts at each block, and a static fallback."""
+
+    def __init__(self, max_num_faces, source_name):
+        self.max_num_faces, self.name = max_num_faces, source_name
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.opened: List[FaceLandmarker] = []
+
+    def _get(self, static: bool) -> FaceLandmarker:
+        key = 'static' if static else 'track'
+        fl = getattr(self.local, key, None)
+        if fl is None:
+            fl = FaceLandmarker(static_image_mode=static, max_num_faces=self.max_num_faces)
+            setattr(self.local, key, fl)
+            with self.lock:
+                self.opened.append(fl)
+        return fl
+
+    def __call__(self, start: int, frames: Sequence[np.ndarray]) -> List[List[Face]]:
+        fl = self._get(static=False)
+        fl.restart()
+        out = []
+        for j, frame in enumerate(frames):
+            faces = fl.detect(frame, source_name=self.name, frame_index=start + j)
+            if not faces:
+                # Tracking mode has no zoomed search and misses faces under ~12% of the frame;
+                # static detection with the small-face search finds them (slower, so only here).
+                faces = self._get(static=True).detect(
+                    frame, source_name=self.name, frame_index=start + j, search_small=True
+                )
+            out.append(faces)
+        return out
+
+    def close(self):
+        for fl in self.opened:
+            fl.close()
+
+
+def _blocks(frames: Iterable[np.ndarray], size: int):
+    block, start = [], 0
+    for frame in frames:
+        block.append(frame)
+        if len(block) == size:
+            yield start, block
+            start, block = start + size, []
+    if block:
+        yield start, block
+
+
+def track_faces_stream(
+    frames: Iterable[np.ndarray],
+    face_index: int = 0,
+    *,
+    max_num_faces: int = 4,
+    source_name: Optional[str] = None,
+    on_missing: str = 'raise',
+    workers: int = 1,
+    block: int = TRACK_BLOCK,
+) -> Iterator[Tuple[np.ndarray, Optional[Face]]]:
+    """Yields (frame, Face) for every frame of a video, in order, in MediaPipe's tracking mode.
+
+    frames: iterable of (H, W, 3) uint8 RGB frames (read lazily: at most (workers + 1) * block
+      frames are held at a time).
+    face_index: which face to follow, counted largest first on the first frame; on later frames
+      the face whose bbox overlaps the previous one most is kept, so the choice does not jump to
+      another person when sizes change.
+    on_missing: "raise" -> NoFaceError naming ``source_name`` and the frame index; "hold" -> the
+      previous frame's face, for videos with short drop-outs (motion blur, occlusion). Leading
+      frames before the first face are yielded with None (the caller fills them in, see
+      track_faces); no face in any frame raises NoFaceError.
+    workers: threads running FaceMesh in parallel (MediaPipe releases the GIL), each with its own
+      tracker. The frames are cut into blocks of ``block`` consecutive frames and every block is
+      tracked from a fresh start (the tracker detects on the block's first frame), whichever
+      worker takes it: the landmarks are the same for any number of workers.
+    Frames where tracking finds no face are searched again in static mode with zoomed windows,
+    which finds faces down to ~6% of the frame's long side.
+    """
+    follow = _Follower(face_index, source_name, on_missing)
+    detect = _BlockDetector(max(max_num_faces, face_index + 1), source_name)
+    n = 0
+    try:
+        if workers <= 1:
+            results = ((s, b, detect(s, b)) for s, b in _blocks(frames, block))
+            for start, blk, found in results:
+                for j, frame in enumerate(blk):
+                    yield frame, follow(start + j, found[j])
+                n += len(blk)
+        else:
+            with concurrent.futures.ThreadPoolExecutor(workers, 'landmarks') as pool:
+                pending = collections.deque()
+                try:
+                    for start, blk in _blocks(frames, block):
+                        pending.append((start, blk, pool.submit(detect, start, blk)))
+                        while len(pending) > workers:
+                            start0, blk0, fut = pending.popleft()
+                            for j, (frame, found) in enumerate(zip(blk0, fut.result())):
+                                yield frame, follow(start0 + j, found)
+                            n += len(blk0)
+                    while pending:
+                        start0, blk0, fut = pending.popleft()
+                        for j, (frame, found) in enumerate(zip(blk0, fut.result())):
+                            yield frame, follow(start0 + j, found)
+                        n += len(blk0)
+                finally:
+                    for *_, fut in pending:
+                        fut.cancel()
+    finally:
+        detect.close()
+    if n == 0:
+        raise ValueError(f'{source_name or "video"}: no frames')
+    if follow.prev is None:
+        raise NoFaceError(source_name, None, 'no face in any frame')
+
+
 def track_faces(
     frames: Iterable[np.ndarray],
     face_index: int = 0,
@@ -298,72 +480,23 @@ def track_faces(
     max_num_faces: int = 4,
     source_name: Optional[str] = None,
     on_missing: str = 'raise',
+    workers: int = 1,
 ) -> List[Face]:
-    """One face per video frame, in MediaPipe's tracking mode.
-
-    frames: iterable of (H, W, 3) uint8 RGB frames.
-    face_index: which face to follow, counted largest first on the first frame; on later frames
-      the face whose bbox overlaps the previous one most is kept, so the choice does not jump to
-      another person when sizes change.
-    on_missing: "raise" -> NoFaceError naming ``source_name`` and the frame index;
-      "hold" -> reuse the previous frame's face (leading frames without a face take the first
-      face found), for videos with short drop-outs (motion blur, occlusion).
-    Returns a list with one Face per frame.
-    Frames where tracking finds no face are searched again in static mode with zoomed windows,
-    which finds faces down to ~6% of the frame's long side.
-    """
-    if on_missing not in ('raise', 'hold'):
-        raise ValueError(f"on_missing must be 'raise' or 'hold', got {on_missing!r}")
-    out: List[Optional[Face]] = []
-    prev: Optional[Face] = None
-    max_num_faces = max(max_num_faces, face_index + 1)
-    static = None  # created on first need
-    with contextlib.ExitStack() as stack:
-        fl = stack.enter_context(
-            FaceLandmarker(static_image_mode=False, max_num_faces=max_num_faces)
+    """One face per video frame: track_faces_stream collected in a list (leading frames without
+    a face take the first face found)."""
+    out = [
+        face
+        for _, face in track_faces_stream(
+            frames,
+            face_index,
+            max_num_faces=max_num_faces,
+            source_name=source_name,
+            on_missing=on_missing,
+            workers=workers,
         )
-        for i, frame in enumerate(frames):
-            faces = fl.detect(frame, source_name=source_name, frame_index=i)
-            if not faces:
-                # Tracking mode has no zoomed search and misses faces under ~12% of the frame;
-                # static detection with the small-face search finds them (slower, so only here).
-                if static is None:
-                    static = stack.enter_context(
-                        FaceLandmarker(static_image_mode=True, max_num_faces=max_num_faces)
-                    )
-                faces = static.detect(
-                    frame, source_name=source_name, frame_index=i, search_small=True
-                )
-            face = None
-            if prev is None:
-                if len(faces) > face_index:
-                    face = faces[face_index]
-                elif faces and on_missing == 'raise':
-                    raise NoFaceError(
-                        source_name,
-                        i,
-                        f'face_index={face_index} requested but only {len(faces)} face(s) found',
-                    )
-            elif len(faces) == 1:
-                face = faces[0]  # one face: it is the one we follow (even across a cut)
-            elif faces:
-                face = max(faces, key=lambda f: _iou(f.bbox, prev.bbox))
-            if face is None:
-                if on_missing == 'raise':
-                    raise NoFaceError(source_name, i)
-                face = prev
-            out.append(face)
-            if face is not None:
-                prev = face
-    if not out:
-        raise ValueError(f'{source_name or "video"}: no frames')
-    if out[0] is None:
-        first = next((f for f in out if f is not None), None)
-        if first is None:
-            raise NoFaceError(source_name, None, 'no face in any frame')
-        # Only leading frames can still be None: later gaps were held with `prev`.
-        out = [f if f is not None else first for f in out]
-    return out  # type: ignore[return-value]
+    ]
+    first = next(f for f in out if f is not None)
+    return [f if f is not None else first for f in out]
 
 
 def stack_landmarks(faces: Sequence[Face]) -> np.ndarray:

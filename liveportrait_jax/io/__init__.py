@@ -6,6 +6,7 @@ from .errors import InputError, OutputError, UnsafePickleError
 from .images import load_image, save_image
 from .safe_pickle import safe_load
 from .templates import (
+    DEFAULT_MAX_TEMPLATE_FRAMES,
     MotionTemplate,
     load_template,
     save_template,
@@ -13,6 +14,7 @@ from .templates import (
     template_to_dict,
 )
 from .video import (
+    DamagedVideoWarning,
     VideoInfo,
     VideoWriter,
     add_audio_from,
@@ -34,11 +36,13 @@ __all__ = [
     'load_image',
     'save_image',
     'safe_load',
+    'DEFAULT_MAX_TEMPLATE_FRAMES',
     'MotionTemplate',
     'load_template',
     'save_template',
     'template_from_dict',
     'template_to_dict',
+    'DamagedVideoWarning',
     'VideoInfo',
     'VideoWriter',
     'add_audio_from',

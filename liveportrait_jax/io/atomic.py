@@ -3,13 +3,23 @@
 The temporary file lives in the destination directory (os.replace is only atomic within one file
 system) and keeps the destination's extension, because encoders such as ffmpeg and cv2.imencode
 choose the container/format from the file name.
+
+Cleanup does not depend on the caller reaching discard(): every temporary file is also removed when
+its AtomicPath is garbage-collected uncommitted, and at interpreter exit (weakref.finalize), after
+killing the encoder processes attached to it. Child processes registered with track_process (e.g.
+decoders) are killed at interpreter exit too. That covers the normal ways out of the process: return,
+exceptions, KeyboardInterrupt, and signals that the CLI turns into exceptions (SIGTERM, SIGHUP);
+only SIGKILL and a hard crash can leave a hidden '.<name>.*.partial.<ext>' file behind.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import subprocess
 import tempfile
+import weakref
 from typing import Iterator
 
 from .errors import OutputError, describe
@@ -28,11 +38,53 @@ def _current_umask() -> int:
     return mask
 
 
+# Child processes (ffmpeg encoders and decoders) of this process that are killed at interpreter exit
+# if still running; a WeakSet, so finished and collected ones drop out by themselves.
+_LIVE_PROCESSES: weakref.WeakSet = weakref.WeakSet()
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Kill `proc` if it is still running and reap it; never raises."""
+    with contextlib.suppress(Exception):
+        if proc.poll() is None:
+            proc.kill()
+    with contextlib.suppress(Exception):
+        proc.wait()
+    # Close our pipe ends too; a write buffer that cannot be flushed any more is dropped.
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            with contextlib.suppress(Exception):
+                pipe.close()
+
+
+def track_process(proc: subprocess.Popen) -> subprocess.Popen:
+    """Register a child process to be killed at interpreter exit if it is still running."""
+    _LIVE_PROCESSES.add(proc)
+    return proc
+
+
+@atexit.register
+def _stop_live_processes() -> None:
+    for proc in list(_LIVE_PROCESSES):
+        stop_process(proc)
+
+
+def _remove_temp(tmp_path: str, processes: list) -> None:
+    """Finalizer of an AtomicPath: stop its writers first (one still running could recreate the
+    file, e.g. ffmpeg's +faststart second pass), then remove the file."""
+    while processes:
+        stop_process(processes.pop())
+    with contextlib.suppress(OSError):
+        os.remove(tmp_path)
+
+
 class AtomicPath:
     """A reserved temporary sibling of `final_path`; call commit() to publish it or discard() to drop it.
 
     Used directly by writers whose lifetime spans several calls (VideoWriter); one-shot writers use
-    the atomic_write_path context manager below.
+    the atomic_write_path context manager below. A process writing the file can be attached
+    (attach_process) so that discard() stops it before removing the file. An AtomicPath that is
+    garbage-collected, or still pending at interpreter exit, is discarded.
     """
 
     def __init__(self, final_path: os.PathLike | str):
@@ -54,10 +106,17 @@ class AtomicPath:
             raise OutputError(
                 f'{describe(final_path)}: cannot create a temporary file next to it: {e}'
             ) from e
+        self._processes: list[subprocess.Popen] = []
+        self._finalizer = weakref.finalize(self, _remove_temp, tmp, self._processes)
         os.close(fd)
         self.final_path = final
         self.tmp_path = tmp
         self._done = False
+
+    def attach_process(self, proc: subprocess.Popen) -> None:
+        """Register the process writing the temporary file: discard() kills and reaps it first."""
+        self._processes.append(proc)
+        track_process(proc)
 
     def commit(self) -> str:
         """Rename the temporary file onto the final path (replacing any old file) and return it."""
@@ -79,11 +138,13 @@ class AtomicPath:
                 f'{describe(self.final_path)}: cannot move finished output into place: {e}'
             ) from e
         self._done = True
+        self._finalizer.detach()
         return self.final_path
 
     def discard(self) -> None:
-        """Remove the temporary file; safe to call more than once."""
+        """Stop attached writer processes and remove the temporary file; safe to call more than once."""
         self._done = True
+        self._finalizer()  # runs _remove_temp once; later calls do nothing
         with contextlib.suppress(FileNotFoundError):
             os.remove(self.tmp_path)
 

@@ -13,6 +13,12 @@ batch axis of 1, float32:
 
 All three load into one MotionTemplate with frames stacked on axis 0; save_template writes layout (c)
 so the reference can read our templates. Loading never executes pickled code (see safe_pickle).
+
+Sizes are checked before anything is built from them: a pickle memoises repeated objects, so a
+4 MB file can hold a list of two million references to one frame (hours of work to animate, GBs of
+stacked arrays) or a per-frame value that is a list of a million lists. The frame count is limited
+to `max_frames` (DEFAULT_MAX_TEMPLATE_FRAMES unless the caller says otherwise), and a per-frame value
+of more than _MAX_FRAME_VALUES numbers is refused before numpy converts it.
 """
 
 from __future__ import annotations
@@ -31,6 +37,12 @@ from .safe_pickle import safe_load
 
 NUM_KP = 21  # implicit keypoints of every released LivePortrait model (human and animal)
 
+# Longest motion template accepted by default: one hour at 30 fps. Real templates are the length of
+# a driving clip (seconds to minutes); a million-frame "template" is a few MB of pickle (repeated
+# references) that would animate for days. Callers pass a larger max_frames, or None, to allow longer
+# ones; the error message points command-line users at --max-template-frames.
+DEFAULT_MAX_TEMPLATE_FRAMES = 108_000
+
 # Per-frame shape of each field, without the frame axis.
 _FRAME_SHAPES: dict[str, tuple[int, ...]] = {
     'R': (3, 3),
@@ -42,6 +54,8 @@ _FRAME_SHAPES: dict[str, tuple[int, ...]] = {
     'c_eyes': (2,),
     'c_lip': (1,),
 }
+# Per-frame values above this many numbers are refused unread (the largest field has 63).
+_MAX_FRAME_VALUES = 4096
 _REQUIRED = ('R', 'exp', 't', 'scale')
 _OPTIONAL_MOTION = ('kp', 'x_s')
 
@@ -55,8 +69,39 @@ def _accepted_shapes(shape: tuple[int, ...]) -> set[tuple[int, ...]]:
     return shapes
 
 
+def _value_size_exceeds(value: Any, limit: int) -> bool:
+    """True when `value` (an array, number, or nested lists/tuples of them) holds more than `limit`
+    numbers or is nested absurdly; looks at no more than a few times `limit` objects, so a small
+    pickle of memoised references cannot make it (or the numpy conversion it guards) run long."""
+    if isinstance(value, np.ndarray):
+        return value.size > limit
+    budget = 4 * limit + 64  # lists/tuples and leaves visited, however nested
+    leaves, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return True
+        if isinstance(item, (list, tuple)):
+            if len(item) > limit:
+                return True
+            stack.extend(item)
+        else:
+            leaves += item.size if isinstance(item, np.ndarray) else 1
+            if leaves > limit:
+                return True
+    return False
+
+
 def _as_frame_array(value: Any, field: str, where: str) -> np.ndarray:
     expected = _FRAME_SHAPES[field]
+    # Sizes a little off get the precise shape error below; absurd ones are refused before numpy
+    # converts them (which for nested lists could take hours and all memory).
+    if _value_size_exceeds(value, _MAX_FRAME_VALUES):
+        raise InputError(
+            f"{where}: '{field}' holds more than {_MAX_FRAME_VALUES} values, expected shape "
+            f'{expected} (optionally with a leading batch axis of 1)'
+        )
     try:
         arr = np.asarray(value)
     except Exception as e:  # ragged lists etc.
@@ -170,8 +215,25 @@ def _first_key(mapping: Mapping, *keys: str):
     return None
 
 
-def template_from_dict(obj: Any, source: str = '<template>') -> MotionTemplate:
-    """Normalise any of the three reference layouts (module docstring) into a MotionTemplate."""
+def _check_frame_count(n: int, max_frames: int | None, source: str) -> None:
+    if max_frames is not None and n > max_frames:
+        raise InputError(
+            f'{source}: motion template has {n} frames, more than the limit of {max_frames} '
+            '(raise it with --max-template-frames)'
+        )
+
+
+def template_from_dict(
+    obj: Any,
+    source: str = '<template>',
+    *,
+    max_frames: int | None = DEFAULT_MAX_TEMPLATE_FRAMES,
+) -> MotionTemplate:
+    """Normalise any of the three reference layouts (module docstring) into a MotionTemplate.
+
+    More than `max_frames` frames (None: no limit) is an InputError, raised before any per-frame
+    value is looked at.
+    """
     if not isinstance(obj, dict):
         raise InputError(
             f'{source}: not a motion template: expected a dict, got {type(obj).__name__}'
@@ -184,6 +246,9 @@ def template_from_dict(obj: Any, source: str = '<template>') -> MotionTemplate:
     n = len(motion)
     if n == 0:
         raise InputError(f'{source}: motion template has no frames')
+    # Every layout has the 'motion' list, and its per-frame lists ('c_eyes_lst', 'c_d_lip_lst', ...)
+    # must have the same length: this one check bounds them all before anything is stacked.
+    _check_frame_count(n, max_frames, source)
     if 'n_frames' in obj:
         declared = obj['n_frames']
         if not isinstance(declared, (int, np.integer)) or int(declared) != n:
@@ -248,10 +313,16 @@ def template_from_dict(obj: Any, source: str = '<template>') -> MotionTemplate:
     )
 
 
-def load_template(path: os.PathLike | str) -> MotionTemplate:
-    """Read a motion template .pkl of any known layout, without executing pickled code."""
+def load_template(
+    path: os.PathLike | str, max_frames: int | None = DEFAULT_MAX_TEMPLATE_FRAMES
+) -> MotionTemplate:
+    """Read a motion template .pkl of any known layout, without executing pickled code.
+
+    Templates longer than `max_frames` (default DEFAULT_MAX_TEMPLATE_FRAMES, one hour at 30 fps;
+    None: no limit) are refused with an InputError.
+    """
     name = describe(path)
-    return template_from_dict(safe_load(path), name)
+    return template_from_dict(safe_load(path), name, max_frames=max_frames)
 
 
 def template_to_dict(template: MotionTemplate) -> dict:

@@ -9,6 +9,9 @@ yuv420p needs even width and height; odd sizes are PADDED by replicating the las
 bottom/right (nothing is resampled, so pixels stay where they are; the output is at most one pixel
 larger). Every output is written to a temporary sibling file and renamed into place only when
 complete.
+
+A video that decodes to fewer frames than it should (a truncated download or copy) is not silently
+short: iter_video_frames warns with DamagedVideoWarning, naming the file and both counts.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import fractions
 import functools
 import math
 import os
+import struct
 import subprocess
 import tempfile
 import warnings
@@ -25,7 +29,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .atomic import AtomicPath, atomic_write_path
+from .atomic import AtomicPath, atomic_write_path, stop_process, track_process
 from .compose import concat_side_by_side  # noqa: F401  (re-exported: part of the video API)
 from .errors import InputError, OutputError, describe
 from .ffmpeg import (
@@ -39,6 +43,7 @@ from .ffmpeg import (
 from .images import as_rgb_uint8
 
 __all__ = [
+    'DamagedVideoWarning',
     'VideoInfo',
     'probe_video',
     'iter_video_frames',
@@ -50,6 +55,13 @@ __all__ = [
     'write_gif',
     'concat_side_by_side',
 ]
+
+
+class DamagedVideoWarning(UserWarning):
+    """A video decoded to fewer frames than its container says it holds (damaged or truncated).
+
+    The frames that could be decoded are still produced; this says that the result is short.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +77,10 @@ class VideoInfo:
     duration_s: float | None = None
     video_codec: str | None = None
     audio_codec: str | None = None
+    # Frames the container's index declares (the sample table of an mp4/mov), when it has one; more
+    # than n_frames when the file is truncated after an index written at its start (faststart).
+    indexed_frames: int | None = None
+    truncated: bool = False  # the file ends before the data its index/boxes point to
 
     @property
     def size(self) -> tuple[int, int]:
@@ -91,6 +107,7 @@ def probe_video(path: os.PathLike | str) -> VideoInfo:
     fps = info.fps
     if not fps and info.duration_s:
         fps = n_frames / info.duration_s
+    indexed, truncated = _mp4_index(path)
     return VideoInfo(
         path=os.fspath(path),
         fps=float(fps or 25.0),
@@ -101,7 +118,93 @@ def probe_video(path: os.PathLike | str) -> VideoInfo:
         duration_s=info.duration_s,
         video_codec=info.video_codec,
         audio_codec=info.audio_codec,
+        indexed_frames=indexed,
+        truncated=truncated,
     )
+
+
+# Boxes on the way from 'moov' to a track's sample sizes (stsz) and handler type (hdlr).
+_MP4_CONTAINERS = {b'trak', b'mdia', b'minf', b'stbl'}
+# What an ISO-BMFF file (mp4, mov, m4v, 3gp) starts with; other containers are not parsed.
+_MP4_FIRST_BOXES = {b'ftyp', b'styp', b'moov', b'mdat', b'wide', b'free', b'skip', b'pnot', b'uuid'}
+_MP4_MAX_MOOV = 256 << 20  # a 'moov' is a few MB even for hours of video; more means garbage
+
+
+def _mp4_boxes(data: bytes, start: int, end: int):
+    """(type, payload start, payload end) of the boxes in data[start:end]; stops at a malformed one."""
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack_from('>I4s', data, pos)
+        header = 8
+        if size == 1:
+            if pos + 16 > end:
+                return
+            (size,) = struct.unpack_from('>Q', data, pos + 8)
+            header = 16
+        elif size == 0:
+            size = end - pos
+        if size < header or pos + size > end:
+            return
+        yield kind, pos + header, pos + size
+        pos += size
+
+
+def _mp4_video_samples(moov: bytes) -> int | None:
+    """Sample count of the first video track ('vide' handler) in a 'moov' payload."""
+
+    def walk(start, end, found):
+        for kind, a, b in _mp4_boxes(moov, start, end):
+            if kind == b'hdlr' and b - a >= 12:
+                found['handler'] = moov[a + 8 : a + 12]
+            elif kind == b'stsz' and b - a >= 12:
+                found['samples'] = struct.unpack_from('>I', moov, a + 8)[0]
+            elif kind in _MP4_CONTAINERS:
+                walk(a, b, found)
+        return found
+
+    for kind, a, b in _mp4_boxes(moov, 0, len(moov)):
+        if kind == b'trak':
+            track = walk(a, b, {})
+            if track.get('handler') == b'vide' and 'samples' in track:
+                return int(track['samples'])
+    return None
+
+
+def _mp4_index(path: os.PathLike | str) -> tuple[int | None, bool]:
+    """(video frames declared by the index, whether the file is cut short) of an ISO-BMFF file
+    (mp4, mov, m4v, 3gp); (None, False) for other containers or anything unexpected.
+
+    Reads only box headers and the 'moov' box. A file is cut short when a top-level box (typically
+    'mdat', the frame data) claims to extend past the end of the file.
+    """
+    indexed, truncated = None, False
+    try:
+        with open(path, 'rb') as f:
+            size = os.fstat(f.fileno()).st_size
+            pos = 0
+            while pos + 8 <= size:
+                f.seek(pos)
+                head = f.read(16)
+                box, kind = struct.unpack_from('>I4s', head)
+                header = 8
+                if box == 1 and len(head) == 16:
+                    (box,) = struct.unpack_from('>Q', head, 8)
+                    header = 16
+                elif box == 0:
+                    box = size - pos
+                if pos == 0 and kind not in _MP4_FIRST_BOXES:
+                    return None, False  # not an ISO-BMFF file
+                if box < header:
+                    break
+                if pos + box > size:
+                    truncated = True
+                if kind == b'moov' and box <= _MP4_MAX_MOOV and not truncated:
+                    f.seek(pos + header)
+                    indexed = _mp4_video_samples(f.read(box - header))
+                pos += box
+    except (OSError, struct.error, ValueError, RecursionError):
+        return None, False
+    return indexed, truncated
 
 
 def has_audio(path: os.PathLike | str) -> bool:
@@ -116,8 +219,10 @@ def iter_video_frames(
     """Yield the frames of a video as HxWx3 uint8 RGB arrays (writable), at most `max_frames`.
 
     Errors (missing file, not a video, no frames, nothing decodable) raise InputError naming the file;
-    the file is probed first so that these come before any frame is produced. If decoding breaks off
-    after some frames (a truncated file), the frames so far are kept and a warning says so.
+    the file is probed first so that these come before any frame is produced. If the stream ends
+    with fewer frames than the file holds (a damaged or truncated file; for an mp4 cut short after
+    its index, the count the index declares), the frames so far are kept and a DamagedVideoWarning
+    names the file and both counts.
     """
     name = describe(path)
     if max_frames is not None and max_frames < 0:
@@ -151,7 +256,9 @@ def iter_video_frames(
     ]
     frame_bytes = width * height * 3
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
+        proc = track_process(
+            subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
+        )
         n = 0
         try:
             while max_frames is None or n < max_frames:
@@ -161,22 +268,36 @@ def iter_video_frames(
                 yield np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3).copy()
                 n += 1
         finally:
+            # Early stop (the consumer wants no more frames), an error or an interrupt: no decoder
+            # is left running. After a normal end of stream this just reaps the exited process.
             proc.stdout.close()
-            if proc.poll() is None:
-                proc.kill()  # early stop: the consumer wants no more frames
-            rc = proc.wait()
-        finished = max_frames is None or n < max_frames
-        if finished and rc != 0:
-            log.seek(0)
-            tail = stderr_tail(log.read(), 3)
-            if n == 0:
-                raise InputError(f'{name}: no frames could be decoded ({tail})')
+            stop_process(proc)
+        rc = proc.returncode
+        if max_frames is not None and n >= max_frames:
+            return  # stopped on request; what follows in the file was not read
+        log.seek(0)
+        tail = stderr_tail(log.read(), 3)
+        if n == 0:
+            raise InputError(f'{name}: no frames could be decoded' + (f' ({tail})' if tail else ''))
+        # The index's count only when the file is cut short: otherwise an edit list can make the
+        # index list more samples than are meant to be shown.
+        expected = max(info.n_frames, info.indexed_frames or 0) if info.truncated else info.n_frames
+        # Fewer frames than packets with a clean decode is frame-rate conversion of a variable
+        # frame rate video (phones), not damage; damage shows as an error or a cut-short file.
+        if n < expected and (rc != 0 or tail or info.truncated):
             warnings.warn(
-                f'{name}: decoding stopped after {n} of {info.n_frames} frames ({tail})',
+                f'{name}: decoded only {n} of {expected} frames; the file is damaged or truncated'
+                + (f' (ffmpeg: {tail})' if tail else ''),
+                DamagedVideoWarning,
                 stacklevel=2,
             )
-        elif n == 0:
-            raise InputError(f'{name}: no frames could be decoded')
+        elif rc != 0:
+            warnings.warn(
+                f'{name}: ffmpeg failed after decoding {n} frames; the file may be damaged '
+                f'({tail or f"exit status {rc}"})',
+                DamagedVideoWarning,
+                stacklevel=2,
+            )
 
 
 def load_video_frames(path: os.PathLike | str, max_frames: int | None = None) -> list[np.ndarray]:
@@ -270,8 +391,10 @@ class VideoWriter:
 
     def __del__(self):
         # Never publish an unfinished video; clean up the temp file and the encoder, and say so.
+        # (Should __del__ not run, e.g. at interpreter exit, the AtomicPath's own finalizer stops
+        # the encoder and removes the temp file.)
         try:
-            if not self._closed:
+            if not getattr(self, '_closed', True):
                 self.abort()
                 if self.frames_written:
                     warnings.warn(
@@ -322,6 +445,8 @@ class VideoWriter:
         except OSError as e:
             self._target.discard()
             raise OutputError(f'{self._name}: cannot start ffmpeg: {e}') from e
+        # Discarding the temp file (abort, garbage collection, interpreter exit) stops the encoder.
+        self._target.attach_process(self._proc)
 
     def _read_log(self) -> str:
         if self._log is None:
@@ -396,16 +521,15 @@ class VideoWriter:
         return self.path
 
     def abort(self) -> None:
-        """Stop the encoder and delete the partial output; `path` is left as it was."""
+        """Stop the encoder and delete the partial output; `path` is left as it was.
+
+        Safe to call more than once and from cleanup code: it does not raise for the encoder.
+        """
         self._closed = self._aborted = True
         if self._proc is not None:
-            try:
-                self._proc.stdin.close()
-            except OSError:
-                pass
-            if self._proc.poll() is None:
-                self._proc.kill()
-            self._proc.wait()
+            # Kill before closing stdin: on end of input ffmpeg would finish the file instead
+            # (and +faststart rewrites it), which is work thrown away.
+            stop_process(self._proc)
         if self._target is not None:
             self._target.discard()
         self._cleanup()
@@ -492,62 +616,16 @@ def add_audio_from(
 def write_gif(
     path: os.PathLike | str, frames: Iterable[np.ndarray], fps: float, *, loop: int = 0
 ) -> str:
-    """Write an animated GIF with a palette computed from all frames (ffmpeg palettegen/paletteuse).
+    """Write an animated GIF with a palette computed from all frames (see gif.GifWriter, which
+    streams: memory stays flat however many frames). `loop=0` repeats forever. Atomic; returns
+    the output path."""
+    from .gif import GifWriter
 
-    `loop=0` repeats forever. Atomic; returns the output path.
-    """
-    name = describe(path)
-    rate = _fps_arg(fps, name)
-    frames = iter(frames)
-    first = next(frames, None)
-    if first is None:
-        raise OutputError(f'{name}: no frames given; no GIF created')
-    first = as_rgb_uint8(first, f'{name} frame 0')
-    h, w = first.shape[:2]
-    with atomic_write_path(path) as tmp, tempfile.TemporaryFile() as log:
-        args = [
-            ffmpeg_exe(),
-            '-hide_banner',
-            '-nostdin',
-            '-loglevel',
-            'error',
-            '-y',
-            '-f',
-            'rawvideo',
-            '-pix_fmt',
-            'rgb24',
-            '-s',
-            f'{w}x{h}',
-            '-r',
-            rate,
-            '-i',
-            '-',
-            '-filter_complex',
-            '[0:v]split[a][b];[a]palettegen=stats_mode=full[p];[b][p]paletteuse',
-            '-loop',
-            str(int(loop)),
-            '-f',
-            'gif',
-            tmp,
-        ]
-        proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
-        try:
-            proc.stdin.write(first.tobytes())
-            for i, frame in enumerate(frames, 1):
-                rgb = as_rgb_uint8(frame, f'{name} frame {i}')
-                if rgb.shape[:2] != (h, w):
-                    raise OutputError(
-                        f'{name}: frame {i} is {rgb.shape[1]}x{rgb.shape[0]}, expected {w}x{h}'
-                    )
-                proc.stdin.write(rgb.tobytes())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass  # reported through the exit code below
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        if proc.wait() != 0:
-            log.seek(0)
-            raise_output_failure(path, 'GIF encoding (ffmpeg)', log.read())
-    return os.path.abspath(os.fspath(path))
+    writer = GifWriter(path, fps, loop=loop)
+    try:
+        for frame in frames:
+            writer.write(frame)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close()

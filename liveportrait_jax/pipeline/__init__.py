@@ -1,12 +1,10 @@
-"""The animation pipeline: inputs, motion composition, chunked rendering, outputs."""
+"""The animation pipeline, in stages: read, faces, motion, compose, render, write (see animation.py)."""
 
 from liveportrait_jax.pipeline.animation import (
     AnimateResult,
     FramesResult,
     animate,
     animate_frames,
-    plan_animation,
-    render_chunks,
 )
 from liveportrait_jax.pipeline.editing import edit_portrait, retarget_video
 from liveportrait_jax.pipeline.options import AnimateOptions
@@ -18,7 +16,5 @@ __all__ = [
     'animate',
     'animate_frames',
     'edit_portrait',
-    'plan_animation',
-    'render_chunks',
     'retarget_video',
 ]

@@ -6,6 +6,8 @@ dropped from the outputs). With several local devices the chunk's frame axis is 
 (`jax.sharding`, data parallel), so the chunk size is rounded up to a multiple of the device count.
 """
 
+import collections
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
@@ -39,38 +41,63 @@ class Chunker:
             part = np.concatenate([part, np.repeat(part[-1:], missing, axis=0)])
         return part
 
-    def map(self, fn, arrays, n, *, progress=None):
-        """Applies fn(*chunk_arrays) -> pytree to every chunk and concatenates the valid rows.
+    def batches(self, rows, n_device):
+        """Groups an iterator of per-frame rows (tuples) into chunks.
 
-        Chunk k+1 is dispatched before chunk k is copied back to the host, so device work overlaps
-        with the transfer (JAX dispatch is asynchronous).
+        The first `n_device` entries of a row are arrays, stacked into (chunk, ...) arrays (the last
+        chunk padded by repeating its last row); the others are host payload, kept as lists.
+        Yields (start, valid, stacked arrays, payload lists).
         """
-        outs, pending = [], None
-        for start, stop in self.spans(n):
-            args = [self.shard(self.pad(a, start, stop)) for a in arrays]
-            result = fn(*args)
-            if pending is not None:
-                outs.append(_host(*pending))
-                if progress:
-                    progress(pending[1])
-            pending = (result, stop - start)
-        if pending is not None:
-            outs.append(_host(*pending))
+        buf, start = [], 0
+        for row in rows:
+            buf.append(row)
+            if len(buf) == self.chunk:
+                yield self._stack(start, buf, n_device)
+                start, buf = start + len(buf), []
+        if buf:
+            yield self._stack(start, buf, n_device)
+
+    def _stack(self, start, buf, n_device):
+        valid = len(buf)
+        padded = buf + [buf[-1]] * (self.chunk - valid)
+        cols = list(zip(*padded))
+        arrays = [np.stack(c) for c in cols[:n_device]]
+        payload = [list(c[:valid]) for c in cols[n_device:]]
+        return start, valid, arrays, payload
+
+    def stream(self, fn, batches, ahead=2):
+        """Applies fn(*arrays) -> pytree to each batch of `batches` (see `batches`), in order.
+
+        Yields (start, valid, host outputs cut to the valid rows, payload). Up to `ahead` batches
+        are dispatched before the oldest is copied back (JAX dispatch is asynchronous), so the
+        device works on the next chunks while the host waits for, and handles, this one.
+        """
+        pending = collections.deque()
+        for start, valid, arrays, payload in batches:
+            result = fn(*[self.shard(a) for a in arrays])
+            pending.append((start, valid, result, payload))
+            if len(pending) > ahead:
+                yield _done(pending.popleft())
+        while pending:
+            yield _done(pending.popleft())
+
+    def map(self, fn, arrays, n, *, progress=None):
+        """fn over in-memory (n, ...) arrays, chunk by chunk; the valid rows concatenated."""
+        outs = []
+        for _, valid, out, _ in self.stream(fn, self._slices(arrays, n)):
+            outs.append(out)
             if progress:
-                progress(pending[1])
+                progress(valid)
         return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
 
-    def iterate(self, fn, arrays, n):
-        """Like map, but yields (start, host outputs) per chunk, for streaming consumers."""
-        pending = None
+    def _slices(self, arrays, n):
         for start, stop in self.spans(n):
-            args = [self.shard(self.pad(a, start, stop)) for a in arrays]
-            result = fn(*args)
-            if pending is not None:
-                yield pending[2], _host(*pending[:2])
-            pending = (result, stop - start, start)
-        if pending is not None:
-            yield pending[2], _host(*pending[:2])
+            yield start, stop - start, [self.pad(a, start, stop) for a in arrays], []
+
+
+def _done(entry):
+    start, valid, result, payload = entry
+    return start, valid, _host(result, valid), payload
 
 
 def _host(tree, valid):

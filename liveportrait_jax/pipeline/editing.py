@@ -27,7 +27,6 @@ keypoints; without a lip array it closes the lips with the lip-retargeting netwo
 """
 
 import dataclasses
-import functools
 import logging
 import os
 import time
@@ -38,20 +37,27 @@ import numpy as np
 
 from liveportrait_jax import faces
 from liveportrait_jax.demo import output_label
-from liveportrait_jax.io import (
-    InputError,
-    VideoWriter,
-    concat_side_by_side,
-    iter_video_frames,
-    probe_video,
-)
+from liveportrait_jax.io import InputError
 from liveportrait_jax.ops.keypoints import get_rotation_matrix, transform_keypoints
 from liveportrait_jax.pipeline import kernels
 from liveportrait_jax.pipeline import motion as motion_lib
-from liveportrait_jax.pipeline.animation import FrameComposer, _progress_bar, burn_label
 from liveportrait_jax.pipeline.chunks import Chunker
-from liveportrait_jax.pipeline.inputs import source_from_frames
+from liveportrait_jax.pipeline.inputs import crop_source
 from liveportrait_jax.pipeline.options import EYES_IDX, AnimateOptions
+from liveportrait_jax.pipeline.outputs import (
+    Outputs,
+    Sink,
+    Stages,
+    burn_label,
+    comparison_panel,
+    file_outputs,
+    labelled,
+    progress_bar,
+    stem,
+)
+from liveportrait_jax.pipeline.plan import Plan, source_pass
+from liveportrait_jax.pipeline.read import media_from_frames, open_media
+from liveportrait_jax.pipeline.render import render_to
 
 log = logging.getLogger('liveportrait_jax')
 
@@ -276,20 +282,20 @@ def prepare_portrait(
         dsize=int(dsize),
         face_index=int(face_index),
     )
-    src = source_from_frames([image_rgb], options, name=name, is_video=False)
-    crop = src.crops_256[:1].astype(np.float32) / 255.0
+    src = crop_source(image_rgb, options, name=name)
+    crop = src.crop_256[None].astype(np.float32) / 255.0
     info = {k: np.asarray(v) for k, v in models.get_kp_info(crop).items()}
     x_s = np.asarray(transform_keypoints(info))
     f_s = models.extract_feature_3d(crop)
-    lm = None if src.landmarks is None else src.landmarks[0]
+    lm = src.landmarks
     eye = lip = None
     if lm is not None:
         eye = faces.eye_close_ratio(lm[None]).astype(np.float32).reshape(1, 2)
         lip = faces.lip_close_ratio(lm[None]).astype(np.float32).reshape(1, 1)
     return PreparedPortrait(
-        src.frames[0],
-        src.crops_256[0],
-        None if src.M_c2o is None else src.M_c2o[0],
+        src.frame,
+        src.crop_256,
+        src.M_c2o,
         lm,
         info,
         x_s,
@@ -464,6 +470,54 @@ def video_lip_keypoints(
     return np.asarray(x_s, np.float32) + deltas.reshape(x_s.shape)
 
 
+def _retarget(models, media, options, outputs_for, *, lip_ratio, silence, lip_array,
+              smooth_observation_variance, keep_tz, chunk, progress):  # fmt: skip
+    """Both passes of video lip retargeting over a read.Media source video."""
+    stages = Stages()
+    t0 = time.perf_counter()
+    chunker = Chunker(chunk)
+    update, close = progress_bar(media.n_frames, 'retargeting: motion (faces, M)', progress)
+    try:
+        src = source_pass(models, media, options, chunker, stages, progress=update)
+    finally:
+        close()
+    n = src.n_frames
+    with stages.host('keypoints (S)'):
+        x_s = src.motion['x_s']
+        x_d = video_lip_keypoints(
+            models,
+            src.motion,
+            x_s,
+            lip_ratio=lip_ratio,
+            silence=silence,
+            src_lip=src.lip,
+            lip_array=lip_array,
+            smooth_observation_variance=smooth_observation_variance,
+            keep_tz=keep_tz,
+            chunk=chunk,
+        )
+        # Stitching always, as the reference.
+        x_d = chunker.map(lambda a, b: models.stitching(a, b), [x_s, x_d], n)
+    plan = Plan(src, None, n, x_s, np.asarray(x_d, np.float32))
+    outputs = outputs_for(plan, stages)
+    render_to(
+        models, plan, options, chunker, outputs, stages, progress=progress,
+        desc='retargeting: render (W+G)',
+    )  # fmt: skip
+    stages.add('total', time.perf_counter() - t0)
+    return plan, outputs, stages
+
+
+def _video_options(scale, vx_ratio, vy_ratio, do_crop, dsize):
+    return AnimateOptions(
+        scale=float(scale),
+        vx_ratio=float(vx_ratio),
+        vy_ratio=float(vy_ratio),
+        flag_do_crop=bool(do_crop),
+        dsize=int(dsize),
+    )
+
+
 def retarget_video_frames(
     models,
     frames,
@@ -494,61 +548,27 @@ def retarget_video_frames(
       smooth_observation_variance: Kalman smoothing of the lip offsets (larger: smoother).
       chunk: frames per device batch. label: as render_edit. progress: tqdm bars.
     """
-    t0 = time.perf_counter()
     label = output_label(models, label)
-    options = AnimateOptions(
-        scale=float(scale),
-        vx_ratio=float(vx_ratio),
-        vy_ratio=float(vy_ratio),
-        flag_do_crop=bool(do_crop),
-        dsize=int(dsize),
-    )
-    src = source_from_frames(list(frames), options, name=name, is_video=True)
-    n = len(src.frames)
-    timings = {'inputs (landmarks, crop)': time.perf_counter() - t0}
+    options = _video_options(scale, vx_ratio, vy_ratio, do_crop, dsize)
+    media = media_from_frames(frames, name=name, is_video=True)
 
-    t = time.perf_counter()
-    chunker = Chunker(chunk)
-    motion = chunker.map(functools.partial(kernels.motion, models), [src.crops_256], n)
-    x_s = np.asarray(motion['x_s'], np.float32)
-    src_lip = None if src.landmarks is None else faces.lip_close_ratio(src.landmarks)
-    x_d = video_lip_keypoints(
-        models,
-        motion,
-        x_s,
-        lip_ratio=lip_ratio,
-        silence=silence,
-        src_lip=src_lip,
-        lip_array=lip_array,
-        smooth_observation_variance=smooth_observation_variance,
-        keep_tz=keep_tz,
-        chunk=chunk,
-    )
-    x_d = chunker.map(lambda a, b: models.stitching(a, b), [x_s, x_d], n)  # always, as reference
-    timings['motion + keypoints (M, S)'] = time.perf_counter() - t
+    def outputs_for(plan, stages):
+        sinks = {
+            'crops': Sink('crops', [], labelled(label, lambda it: it['crop']), stages),
+            'frames': Sink('frames', [], labelled(label, lambda it: it['frame']), stages),
+            'concat': Sink('concat', [], labelled(label, comparison_panel), stages),
+        }
+        return Outputs(sinks, stages)
 
-    t = time.perf_counter()
-    composer = FrameComposer(src, options, label)
-    crops, outs, concats = [], [], []
-    update, close = _progress_bar(n, 'retargeting (W+G)', progress)
-    try:
-        for start, chunk_crops in chunker.iterate(
-            functools.partial(kernels.render_video_source, models), [src.crops_256, x_s, x_d], n
-        ):
-            for j, crop in enumerate(chunk_crops):
-                i = start + j
-                outs.append(composer.frame(i, crop))
-                crop = composer.crop_at_dsize(crop)
-                panels = concat_side_by_side([src.crops_256[i], crop])
-                crops.append(burn_label(crop, label) if label else crop)
-                concats.append(burn_label(panels, label) if label else panels)
-            if update:
-                update(len(chunk_crops))
-    finally:
-        close()
-    timings['render (F, W+G), paste-back'] = time.perf_counter() - t
-    timings['total'] = time.perf_counter() - t0
-    return VideoRetargetResult(np.stack(crops), np.stack(outs), np.stack(concats), x_d, n, timings)
+    plan, outputs, stages = _retarget(
+        models, media, options, outputs_for, lip_ratio=lip_ratio, silence=silence,
+        lip_array=lip_array, smooth_observation_variance=smooth_observation_variance,
+        keep_tz=keep_tz, chunk=chunk, progress=progress,
+    )  # fmt: skip
+    got = {k: np.stack(s.writer) for k, s in outputs.sinks.items()}
+    return VideoRetargetResult(
+        got['crops'], got['frames'], got['concat'], plan.x_d, plan.n_frames, stages.wall
+    )
 
 
 @dataclasses.dataclass
@@ -560,27 +580,52 @@ class VideoRetargetOutput:
     timings: dict
 
 
-def retarget_video(models, video_path, output_dir, *, max_frames=None, **kwargs):
-    """Lip retargeting of the video file `video_path`; writes `<stem>_retargeting.mp4` and
-    `<stem>_retargeting_concat.mp4` (with the source's audio) to `output_dir`.
-
-    kwargs: as retarget_video_frames (lip_ratio, silence, scale, ...).
+def retarget_video(
+    models,
+    video_path,
+    output_dir,
+    *,
+    max_frames=None,
+    scale=VIDEO_SOURCE_SCALE,
+    vx_ratio=_CROP.vx_ratio,
+    vy_ratio=_CROP.vy_ratio,
+    do_crop=True,
+    dsize=_CROP.dsize,
+    label=None,
+    smooth_observation_variance=VIDEO_SMOOTH_VARIANCE,
+    lip_ratio=None,
+    silence=False,
+    lip_array=None,
+    chunk=8,
+    progress=False,
+    keep_tz=False,
+):
+    """Lip retargeting of the video file `video_path`, streamed (memory flat in its length);
+    writes `<stem>_retargeting.mp4` and `<stem>_retargeting_concat.mp4` (with the source's audio)
+    to `output_dir`. Arguments as retarget_video_frames.
     """
-    info = probe_video(video_path)
-    frames = list(iter_video_frames(video_path, max_frames=max_frames))
-    if not frames:
-        raise InputError(f'{os.fspath(video_path)!r}: no frames')
-    kwargs.setdefault('name', os.fspath(video_path))
-    res = retarget_video_frames(models, frames, **kwargs)
+    media = open_media(video_path, max_frames=max_frames)
+    if media.kind != 'video':
+        raise InputError(f'{media.name!r}: video lip retargeting needs a video')
+    label = output_label(models, label)
+    options = _video_options(scale, vx_ratio, vy_ratio, do_crop, dsize)
     os.makedirs(output_dir, exist_ok=True)
-    stem = os.path.splitext(os.path.basename(os.fspath(video_path)))[0]
-    out = os.path.join(output_dir, f'{stem}_retargeting.mp4')
-    concat = os.path.join(output_dir, f'{stem}_retargeting_concat.mp4')
-    audio = os.fspath(video_path) if info.has_audio else None
-    t = time.perf_counter()
-    for path, images in ((out, res.frames), (concat, res.concat)):
-        with VideoWriter(path, info.fps, audio_from=audio) as w:
-            for f in images:
-                w.write(f)
-    res.timings['encode'] = time.perf_counter() - t
-    return VideoRetargetOutput(out, concat, res.n_frames, info.fps, res.timings)
+    stem_ = stem(video_path)
+    paths = {
+        'output': os.path.join(output_dir, f'{stem_}_retargeting.mp4'),
+        'concat': os.path.join(output_dir, f'{stem_}_retargeting_concat.mp4'),
+        'gif': None,
+    }
+    audio = media.name if media.has_audio else None
+
+    def outputs_for(plan, stages):
+        return file_outputs(paths, media.fps, audio, label, stages, still=False)
+
+    plan, _, stages = _retarget(
+        models, media, options, outputs_for, lip_ratio=lip_ratio, silence=silence,
+        lip_array=lip_array, smooth_observation_variance=smooth_observation_variance,
+        keep_tz=keep_tz, chunk=chunk, progress=progress,
+    )  # fmt: skip
+    return VideoRetargetOutput(
+        paths['output'], paths['concat'], plan.n_frames, media.fps, stages.wall
+    )

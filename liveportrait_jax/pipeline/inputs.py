@@ -1,43 +1,33 @@
-"""Loading and cropping the animation inputs: source image/video, driving video/image/template."""
+"""Stage "faces": landmarks and crops of the source and driving frames, streamed frame by frame.
+
+Every function here takes a `read.Media` and yields per-frame records; nothing holds a whole video.
+What the later passes need again is kept as small per-frame arrays (crop matrices, eye/lip
+ratios), and the frames themselves are decoded again (`Media.frames`) and re-cropped with the same
+matrices, which gives the same crops.
+
+The reference's rules kept here:
+- source: longest side <= source_max_dim, sides divisible by source_division; cropped around the
+  face (rotated) and resized to 256 with INTER_AREA; without cropping, resized with cv2's default
+  (linear) interpolation;
+- driving video: cropped (one box for the whole video, the mean of the per-frame boxes) when it is
+  not square or when asked, the crop resized to 256 linearly; a square video is resized to 256
+  linearly, uncropped.
+- eye / lip ratios from the landmarks, in crop pixels (ratios of distances: a driving box, which
+  only scales and shifts, does not change them).
+"""
 
 import dataclasses
-import os
+import logging
 from typing import Optional
 
 import cv2
 import numpy as np
 
 from liveportrait_jax import faces
-from liveportrait_jax.io import (
-    InputError,
-    iter_video_frames,
-    load_image,
-    load_template,
-    probe_video,
-)
+from liveportrait_jax.faces.crop import NETWORK_SIZE
+from liveportrait_jax.io import InputError
 
-IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
-VIDEO_EXTS = ('.mp4', '.mov', '.avi', '.webm', '.mkv', '.m4v', '.gif')
-TEMPLATE_EXTS = ('.pkl',)
-
-
-def kind_of(path):
-    """'image', 'video' or 'template' from the file name; a clear error otherwise."""
-    p = os.fspath(path)
-    if not os.path.exists(p):
-        raise InputError(f'{p!r}: file not found')
-    ext = os.path.splitext(p)[1].lower()
-    if ext in IMAGE_EXTS:
-        return 'image'
-    if ext in VIDEO_EXTS:
-        return 'video'
-    if ext in TEMPLATE_EXTS:
-        return 'template'
-    raise InputError(
-        f'{p!r}: unsupported file type {ext or "(no extension)"}; expected an image '
-        f'({", ".join(IMAGE_EXTS)}), a video ({", ".join(VIDEO_EXTS)}) or a motion '
-        'template (.pkl)'
-    )
+log = logging.getLogger('liveportrait_jax')
 
 
 def resize_to_limit(img, max_dim=1280, division=2):
@@ -59,40 +49,13 @@ def resize_to_limit(img, max_dim=1280, division=2):
     return img
 
 
-@dataclasses.dataclass
-class SourceInput:
-    """A cropped source: S frames (1 for an image)."""
-
-    path: str
-    is_video: bool
-    frames: list  # originals (H, W, 3) uint8, after resize_to_limit
-    crops_256: np.ndarray  # (S, 256, 256, 3) uint8
-    landmarks: Optional[np.ndarray]  # (S, 478, 2) in crop pixels, or None (no face found)
-    M_c2o: Optional[np.ndarray]  # (S, 3, 3) crop (dsize) -> original, or None without cropping
-    fps: Optional[float]
-    has_audio: bool = False
+def resize_256(frame):
+    """An uncropped frame to the networks' 256 x 256: cv2's default (linear), as the reference."""
+    return cv2.resize(frame, (NETWORK_SIZE, NETWORK_SIZE))
 
 
-@dataclasses.dataclass
-class DrivingInput:
-    """Driving frames (cropped to 256) or a motion template."""
-
-    path: str
-    kind: str  # 'video', 'image' or 'template'
-    n_frames: int
-    fps: Optional[float]
-    crops_256: Optional[np.ndarray] = None  # (N, 256, 256, 3) uint8 (not for templates)
-    eye_ratio: Optional[np.ndarray] = None  # (N, 2) driving eye-open ratios
-    lip_ratio: Optional[np.ndarray] = None  # (N, 1)
-    template: object = None  # io.MotionTemplate for templates
-    has_audio: bool = False
-
-    @property
-    def is_video(self):
-        return self.n_frames > 1 if self.kind == 'template' else self.kind == 'video'
-
-
-def _ratios(landmarks):
+def ratios(landmarks):
+    """(eye (n, 2), lip (n, 1)) float32 open ratios of (n, 478, 2) landmarks; None for None."""
     if landmarks is None:
         return None, None
     return (
@@ -101,160 +64,180 @@ def _ratios(landmarks):
     )
 
 
-def _resize_256(frames):
-    return np.stack([cv2.resize(f, (256, 256), interpolation=cv2.INTER_AREA) for f in frames])
+# --- source ----------------------------------------------------------------------------------
 
 
-def _read_frames(path, kind, max_frames):
-    """(frames, fps, has_audio) of an image (one frame, no fps) or a video."""
-    if kind == 'image':
-        return [load_image(path)], None, False
-    info = probe_video(path)
-    return list(iter_video_frames(path, max_frames=max_frames)), info.fps, info.has_audio
+@dataclasses.dataclass
+class SourceFrame:
+    """One source frame: the frame (after resize_to_limit), its 256 crop, and where it came from."""
+
+    index: int
+    frame: np.ndarray  # (H, W, 3) uint8
+    crop_256: np.ndarray  # (256, 256, 3) uint8
+    M_o2c: Optional[np.ndarray]  # (3, 3) frame -> crop (dsize), None without cropping
+    M_c2o: Optional[np.ndarray]  # its inverse (crop -> frame, for paste-back)
+    landmarks: Optional[np.ndarray]  # (478, 2) in crop pixels (dsize or 256), None if unknown
 
 
-def load_source(path, options, *, animals=False, max_frames=None):
-    """Reads and crops the source (image or video) with the source crop settings."""
-    kind = kind_of(path)
-    if kind == 'template':
-        raise InputError(f'{path!r}: a motion template can drive an animation, not be its source')
-    frames, fps, audio = _read_frames(path, kind, max_frames)
-    return source_from_frames(
-        frames,
-        options,
-        name=os.fspath(path),
-        is_video=kind == 'video',
-        fps=fps,
-        has_audio=audio,
-        animals=animals,
+def _source_face_frames(media, options, frames, workers):
+    """(frame, Face or None) of the source's frames: an image is searched in static mode (with the
+    small-face search), a video tracked; no face is an error naming the file and frame."""
+    if media.kind == 'image':
+        frame = next(iter(frames))
+        yield frame, faces.detect_face(frame, options.face_index, source_name=media.name)
+        return
+    yield from faces.landmarks.track_faces_stream(
+        frames, options.face_index, source_name=media.name, workers=workers
     )
 
 
-def source_from_frames(
-    frames, options, *, name='<source>', is_video=None, fps=None, has_audio=False, animals=False
-):
-    """Crops source frames (list or (S, H, W, 3) uint8 RGB): one image, or a video's frames."""
-    frames = [
-        resize_to_limit(_check_frame(f, name), options.source_max_dim, options.source_division)
-        for f in frames
-    ]
-    if not frames:
-        raise InputError(f'{name!r}: no source frames')
-    is_video = len(frames) > 1 if is_video is None else is_video
+def iter_source(media, options, *, animals=False, limit=None, workers=None):
+    """Yields a SourceFrame for each source frame (the first pass over the source)."""
+    workers = faces.landmarks.default_workers() if workers is None else workers
+    frames = (
+        resize_to_limit(f, options.source_max_dim, options.source_division)
+        for f in media.frames(limit)
+    )
+    name = media.name
     if not options.flag_do_crop:
-        crops = _resize_256(frames)
-        lms = []
-        for f in frames:
-            try:
-                face = faces.detect_face(f, options.face_index, source_name=name)
-                lms.append(face.landmarks * (256.0 / np.array([f.shape[1], f.shape[0]])))
-            except faces.NoFaceError:
-                lms = None
-                break
-        return SourceInput(
-            name,
-            is_video,
-            frames,
-            crops,
-            None if lms is None else np.stack(lms).astype(np.float32),
-            None,
-            fps,
-            has_audio,
+        # Landmarks only for the eye/lip ratios; without a face the retargeting is skipped.
+        face_frames = faces.landmarks.track_faces_stream(
+            frames, options.face_index, source_name=name, on_missing='hold', workers=workers
         )
-    crops, lms, mats = [], [], []
-    for i, f in enumerate(frames):
-        if options.crop_box is not None:
-            res = faces.crop_by_box(f, options.crop_box, dsize=options.dsize)
-        elif animals:
-            res = faces.crop_animal(f, dsize=options.dsize, source_name=name)
-        else:
-            try:
-                face = faces.detect_face(f, options.face_index, source_name=name)
-            except faces.NoFaceError as e:
-                raise faces.NoFaceError(
-                    name, i if is_video else None, getattr(e, 'detail', '')
-                ) from None
-            res = faces.crop_source_image(
-                f,
-                face,
-                dsize=options.dsize,
-                scale=options.scale,
-                vx_ratio=options.vx_ratio,
-                vy_ratio=options.vy_ratio,
-                flag_do_rot=options.flag_do_rot,
-                source_name=name,
-            )
-        crops.append(res.image_256)
-        lms.append(res.landmarks)
-        mats.append(res.M_c2o)
-    landmarks = None if any(lm is None for lm in lms) else np.stack(lms).astype(np.float32)
-    return SourceInput(
-        name, is_video, frames, np.stack(crops), landmarks, np.stack(mats), fps, has_audio
-    )
-
-
-def _check_frame(frame, name):
-    frame = np.asarray(frame)
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise InputError(
-            f'{name!r}: frames must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}'
-        )
-    return frame
-
-
-def load_driving(path, options, *, max_frames=None):
-    """Reads the driving input; videos and images are cropped when not square or when asked."""
-    kind = kind_of(path)
-    name = os.fspath(path)
-    if kind == 'template':
-        t = load_template(path)
-        return DrivingInput(
-            name, 'template', t.n_frames, t.fps, template=t, eye_ratio=t.c_eyes, lip_ratio=t.c_lip
-        )
-    frames, fps, audio = _read_frames(path, kind, max_frames)
-    return driving_from_frames(
-        frames, options, name=name, is_video=kind == 'video', fps=fps, has_audio=audio
-    )
-
-
-def driving_from_frames(
-    frames, options, *, name='<driving>', is_video=None, fps=None, has_audio=False
-):
-    """Crops driving frames (list or (N, H, W, 3) uint8 RGB) and measures their eye/lip ratios."""
-    frames = [_check_frame(f, name) for f in frames]
-    if not frames:
-        raise InputError(f'{name!r}: no driving frames')
-    is_video = len(frames) > 1 if is_video is None else is_video
-    h, w = frames[0].shape[:2]
-    if options.flag_crop_driving_video or h != w:
-        crops = faces.crop_driving_frames(
-            frames,
+        try:
+            for i, (f, face) in enumerate(face_frames):
+                lm = None
+                if face is not None:
+                    lm = face.landmarks * (NETWORK_SIZE / np.array([f.shape[1], f.shape[0]]))
+                yield SourceFrame(i, f, resize_256(f), None, None, lm)
+        except faces.NoFaceError:
+            return
+        return
+    if options.crop_box is not None or animals:
+        for i, f in enumerate(frames):
+            if options.crop_box is not None:
+                res = faces.crop_by_box(f, options.crop_box, dsize=options.dsize)
+            else:
+                res = faces.crop_animal(f, dsize=options.dsize, source_name=name)
+            yield SourceFrame(i, f, res.image_256, res.M_o2c, res.M_c2o, None)
+        return
+    for i, (f, face) in enumerate(_source_face_frames(media, options, frames, workers)):
+        res = faces.crop_source_image(
+            f,
+            face,
             dsize=options.dsize,
-            scale=options.scale_crop_driving_video,
-            vx_ratio=options.vx_ratio_crop_driving_video,
-            vy_ratio=options.vy_ratio_crop_driving_video,
+            scale=options.scale,
+            vx_ratio=options.vx_ratio,
+            vy_ratio=options.vy_ratio,
+            flag_do_rot=options.flag_do_rot,
             source_name=name,
         )
-        crops_256, landmarks = crops.images_256, crops.landmarks
-    else:
-        crops_256 = _resize_256(frames)
-        try:
-            tracked = faces.track_faces(
-                frames, options.face_index, source_name=name, on_missing='hold'
+        yield SourceFrame(i, f, res.image_256, res.M_o2c, res.M_c2o, res.landmarks)
+
+
+def crop_source(image, options, *, animals=False, name='<image>'):
+    """The SourceFrame of one source image ((H, W, 3) uint8 RGB): the crop `animate` makes."""
+    from liveportrait_jax.pipeline.read import media_from_frames
+
+    media = media_from_frames([image], name=name, is_video=False)
+    return next(iter_source(media, options, animals=animals, workers=1))
+
+
+def iter_source_again(media, options, M_o2c, limit):
+    """Yields (frame, crop_256) of the source's frames a second time, cropped with the first
+    pass's matrices (M_o2c (S, 3, 3), or None without cropping): the same crops, no landmarks."""
+    for i, f in enumerate(media.frames(limit)):
+        f = resize_to_limit(f, options.source_max_dim, options.source_division)
+        if M_o2c is None:
+            yield f, resize_256(f)
+        else:
+            yield f, faces.crop.crop_with_matrix(f, M_o2c[i], options.dsize)
+
+
+# --- driving ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class DrivingGeometry:
+    """What the first pass over a driving video learns: its crop boxes and eye/lip ratios.
+
+    M_o2c: (N, 3, 3) frame -> crop (dsize) matrices, or None (a square video is only resized).
+    eye (N, 2), lip (N, 1): open ratios, or None (no face: retargeting is then skipped).
+    missing: frames in which no face was found (their landmarks are held from a neighbour).
+    """
+
+    n_frames: int
+    M_o2c: Optional[np.ndarray]
+    eye: Optional[np.ndarray]
+    lip: Optional[np.ndarray]
+    missing: int = 0
+
+
+def needs_driving_crop(options, width, height):
+    return options.flag_crop_driving_video or width != height
+
+
+def driving_landmarks(media, options, *, limit=None, workers=None, frames=None):
+    """Tracked (frame, landmarks (478, 2) or None) of a driving video, in original pixels.
+
+    Frames without a face keep the previous frame's landmarks (leading ones: None, filled in by
+    the caller); no face in any frame is a NoFaceError naming the file (the reference's rule too).
+    """
+    workers = faces.landmarks.default_workers() if workers is None else workers
+    frames = media.frames(limit) if frames is None else frames
+    for f, face in faces.landmarks.track_faces_stream(
+        frames, options.face_index, source_name=media.name, on_missing='hold', workers=workers
+    ):
+        yield f, None if face is None else face.landmarks
+
+
+def _fill_leading(rows):
+    """Rows with leading Nones take the first real row (held faces, see track_faces_stream)."""
+    first = next(r for r in rows if r is not None)
+    return np.stack([first if r is None else r for r in rows])
+
+
+def driving_geometry(media, options, *, limit=None, workers=None):
+    """First pass over a driving video that is cropped: per-frame boxes -> one smoothed box per
+    frame (the reference's mean box), and the eye/lip ratios. Holds only (N, 4) boxes and ratios."""
+    boxes, eyes, lips, n, missing = [], [], [], 0, 0
+    for _, lm in driving_landmarks(media, options, limit=limit, workers=workers):
+        n += 1
+        if lm is None:
+            boxes.append(None), eyes.append(None), lips.append(None)
+            missing += 1
+            continue
+        boxes.append(
+            faces.crop.crop_box_from_landmarks(
+                lm,
+                options.scale_crop_driving_video,
+                options.vx_ratio_crop_driving_video,
+                options.vy_ratio_crop_driving_video,
             )
-            landmarks = faces.landmarks.stack_landmarks(tracked) * (
-                256.0 / np.array([w, h], np.float32)
-            )
-        except faces.NoFaceError:
-            landmarks = None  # only eye/lip retargeting needs them; it is skipped without
-    eye, lip = _ratios(landmarks)
-    return DrivingInput(
-        name,
-        'video' if is_video else 'image',
-        len(frames),
-        fps,
-        crops_256=crops_256,
-        eye_ratio=eye,
-        lip_ratio=lip,
-        has_audio=has_audio,
-    )
+        )
+        e, li = ratios(lm[None])
+        eyes.append(e[0]), lips.append(li[0])
+    smoothed = faces.crop.smooth_boxes(_fill_leading(boxes), 'global')
+    M = np.stack([faces.crop.box_o2c(b, options.dsize) for b in smoothed])
+    return DrivingGeometry(n, M, _fill_leading(eyes), _fill_leading(lips), missing)
+
+
+def iter_driving_crops(media, options, geometry, limit=None):
+    """Yields the 256 crop of each driving frame (cropped with `geometry`, or resized)."""
+    for i, f in enumerate(media.frames(limit)):
+        if geometry is not None and geometry.M_o2c is not None:
+            crop = faces.crop.warp_crop(f, geometry.M_o2c[i], options.dsize)
+            yield cv2.resize(crop, (NETWORK_SIZE, NETWORK_SIZE))
+        else:
+            yield resize_256(f)
+
+
+def report_missing_faces(name, missing, n):
+    if missing:
+        log.warning(
+            '%r: no face found in %d of %d driving frames; those frames use the nearest '
+            "earlier frame's landmarks",
+            name,
+            missing,
+            n,
+        )

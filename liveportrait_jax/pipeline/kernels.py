@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from liveportrait_jax.models import core
+from liveportrait_jax.ops import paste
 from liveportrait_jax.pipeline import motion as motion_lib
 
 S_NETWORKS = ('stitching', 'eye', 'lip')
@@ -43,6 +44,30 @@ def _render_image_source(nets, f_s, x_s, x_d):
 
 def _render_video_source(nets, images_u8, x_s, x_d):
     return _render(nets, _feature(nets, images_u8), x_s, x_d)
+
+
+def _pasted(crops, frames, inv, origins, mask, window, keep_crops):
+    out = {'frames': paste.paste_back_batch(crops, frames, inv, origins, mask, window=window)}
+    if keep_crops:
+        out['crops'] = crops
+    return out
+
+
+def _render_paste_image(nets, f_s, x_s, frame, inv, origin, mask, x_d, *, window, keep_crops):
+    # One source image, resident on the device: its frame (1, H, W, 3), crop->frame map and window
+    # are the same for every frame of the chunk.
+    crops = _render_image_source(nets, f_s, x_s, x_d)
+    n = x_d.shape[0]
+    inv = jnp.broadcast_to(inv[None], (n, *inv.shape))
+    origin = jnp.broadcast_to(origin[None], (n, *origin.shape))
+    return _pasted(crops, frame, inv, origin, mask, window, keep_crops)
+
+
+def _render_paste_video(
+    nets, mask, images_u8, x_s, x_d, frames, inv, origins, *, window, keep_crops
+):
+    crops = _render_video_source(nets, images_u8, x_s, x_d)
+    return _pasted(crops, frames, inv, origins, mask, window, keep_crops)
 
 
 def _finalize(nets, raw, x_s, multiplier, lip_before, eye_before, eye_ratio, lip_ratio, *, options):
@@ -86,6 +111,34 @@ def render_video_source(models, images_u8, x_s, x_d):
     return models.bind(
         _render_video_source, 'appearance_feature_extractor', 'warping_module', 'spade_generator'
     )(images_u8, x_s, x_d)
+
+
+_RENDER = ('warping_module', 'spade_generator')
+
+
+def render_paste_image(models, f_s, x_s, frame, inv, origin, mask, x_d, *, window, keep_crops):
+    """W + G and paste-back for one source image and a chunk of x_d (B, K, 3).
+
+    frame (1, H, W, 3) uint8, inv (2, 3) frame -> crop map (see ops.paste), origin (2,) int32 and
+    `window` (static (h, w)): where the crop lands; mask (h_c, w_c) float32 crop-space mask.
+    Returns {'frames': (B, H, W, 3) uint8, 'crops': (B, h_c, w_c, 3) uint8 if keep_crops}.
+    """
+    return models.bind(_render_paste_image, *_RENDER, static_argnames=('window', 'keep_crops'))(
+        f_s, x_s, frame, inv, origin, mask, x_d, window=window, keep_crops=keep_crops
+    )
+
+
+def render_paste_video(
+    models, mask, images_u8, x_s, x_d, frames, inv, origins, *, window, keep_crops
+):
+    """F + W + G and paste-back for a chunk of source-video frames: crops (B, 256, 256, 3),
+    x_s, x_d (B, K, 3), frames (B, H, W, 3) uint8, inv (B, 2, 3), origins (B, 2); as above."""
+    return models.bind(
+        _render_paste_video,
+        'appearance_feature_extractor',
+        *_RENDER,
+        static_argnames=('window', 'keep_crops'),
+    )(mask, images_u8, x_s, x_d, frames, inv, origins, window=window, keep_crops=keep_crops)
 
 
 @functools.partial(

@@ -26,7 +26,7 @@ from liveportrait_jax.faces.crop import SOURCE_CROP
 from liveportrait_jax.io import InputError, atomic_write_path, iter_video_frames
 from liveportrait_jax.pipeline import kernels
 from liveportrait_jax.pipeline.chunks import Chunker
-from liveportrait_jax.pipeline.inputs import VIDEO_EXTS
+from liveportrait_jax.pipeline.read import VIDEO_EXTS
 
 MANIFEST = 'manifest.json'
 MASK_SIZE = 64

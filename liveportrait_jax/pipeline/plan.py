@@ -1,0 +1,234 @@
+"""The first pass: inputs -> motion (M) -> driving keypoints for every output frame.
+
+The reference's rules need the whole motion sequence before the first frame is rendered (relative
+motion from the first driving frame, the expression-friendly multiplier, Kalman smoothing of a
+source video's motion, the driving video's mean crop box), so an animation takes two passes over
+its videos. This one streams the frames through landmarks, crops and M and keeps only per-frame
+motion parameters, crop matrices and eye/lip ratios (under 1 kB a frame); render.py streams them
+again to render and write.
+"""
+
+import dataclasses
+import functools
+from typing import Optional
+
+import numpy as np
+
+from liveportrait_jax.pipeline import kernels
+from liveportrait_jax.pipeline.compose import compose_keypoints, take
+from liveportrait_jax.pipeline.inputs import (
+    driving_geometry,
+    driving_landmarks,
+    iter_driving_crops,
+    iter_source,
+    needs_driving_crop,
+    ratios,
+    report_missing_faces,
+    resize_256,
+)
+from liveportrait_jax.pipeline.read import prefetch
+
+MOTION_KEYS = ('R', 'exp', 't', 'scale', 'kp', 'x_s')
+
+
+@dataclasses.dataclass
+class SourcePlan:
+    """The source after the first pass (per-frame arrays have S rows; S = 1 for an image)."""
+
+    media: object  # read.Media
+    n_frames: int
+    frame_hw: tuple  # (H, W) of the (resized) source frames
+    motion: dict  # MOTION_KEYS -> (S, ...) float32
+    M_o2c: Optional[np.ndarray]  # (S, 3, 3), None without cropping
+    M_c2o: Optional[np.ndarray]
+    eye: Optional[np.ndarray]  # (S, 2) open ratios, None without landmarks
+    lip: Optional[np.ndarray]  # (S, 1)
+    image: Optional[np.ndarray] = None  # (H, W, 3) an image source's frame (it stays in memory)
+    crop_256: Optional[np.ndarray] = None  # (256, 256, 3) an image source's crop
+
+    @property
+    def is_video(self):
+        return self.media.is_video
+
+
+@dataclasses.dataclass
+class DrivingPlan:
+    media: object  # read.Media
+    n_frames: int
+    motion: dict  # MOTION_KEYS -> (N, ...) float32
+    eye: Optional[np.ndarray]  # (N, 2) driving eye-open ratios, or None
+    lip: Optional[np.ndarray]  # (N, 1)
+    geometry: object = None  # inputs.DrivingGeometry when the frames are cropped
+    crop_256: Optional[np.ndarray] = None  # a driving image's crop (for the comparison panel)
+
+    @property
+    def is_video(self):
+        return self.media.is_video
+
+
+@dataclasses.dataclass
+class Plan:
+    source: SourcePlan
+    driving: DrivingPlan
+    n_frames: int
+    x_s: np.ndarray  # (1 or N, K, 3)
+    x_d: np.ndarray  # (N, K, 3)
+
+
+def _motion_of(models, chunker, rows, progress):
+    """M over a stream of rows whose first entry is a 256 crop; returns (motion, payload list)."""
+    motion, payload = [], []
+    fn = functools.partial(kernels.motion, models)
+    for _, valid, out, extra in chunker.stream(fn, chunker.batches(rows, 1)):
+        motion.append({k: out[k].astype(np.float32) for k in MOTION_KEYS})
+        payload.extend(zip(*extra) if extra else [()] * valid)
+        progress(valid)
+    if not motion:
+        return None, payload
+    return {k: np.concatenate([m[k] for m in motion]) for k in MOTION_KEYS}, payload
+
+
+def source_pass(
+    models, media, options, chunker, stages, *, animals=False, limit=None, workers=None, progress
+):
+    """Reads, crops and runs M on every source frame (faces in their own thread)."""
+    first = {}
+
+    def rows():
+        for sf in iter_source(media, options, animals=animals, limit=limit, workers=workers):
+            if sf.index == 0:
+                first['frame'], first['crop'] = sf.frame, sf.crop_256
+            yield sf.crop_256, sf.M_o2c, sf.M_c2o, sf.landmarks
+
+    stream = prefetch(stages.timed(rows(), 'faces: source'), chunker.chunk)
+    motion, extra = _motion_of(models, chunker, stream, progress)
+    n = len(extra)
+    M_o2c = None if extra[0][0] is None else np.stack([e[0] for e in extra])
+    M_c2o = None if extra[0][1] is None else np.stack([e[1] for e in extra])
+    lms = [e[2] for e in extra]
+    eye, lip = ratios(None if any(lm is None for lm in lms) else np.stack(lms))
+    return SourcePlan(
+        media,
+        n,
+        first['frame'].shape[:2],
+        motion,
+        M_o2c,
+        M_c2o,
+        eye,
+        lip,
+        image=None if media.is_video else first['frame'],
+        crop_256=None if media.is_video else first['crop'],
+    )
+
+
+def driving_pass(models, media, options, chunker, stages, *, limit=None, workers=None, progress):
+    """Motion (and eye/lip ratios) of every driving frame; a template is read as it is."""
+    if media.kind == 'template':
+        t = media.template
+        motion = {k: getattr(t, k) for k in MOTION_KEYS}
+        n = t.n_frames if limit is None else min(limit, t.n_frames)
+        eye, lip = t.c_eyes, t.c_lip
+        return DrivingPlan(media, n, take(motion, n), _cut(eye, n), _cut(lip, n))
+    w, h = media.size
+    if needs_driving_crop(options, w, h):
+        # Two reads: the boxes of every frame first (their mean is the crop box), then the crops.
+        with stages.host('faces: driving'):
+            geometry = driving_geometry(media, options, limit=limit, workers=workers)
+        report_missing_faces(media.name, geometry.missing, geometry.n_frames)
+        crops = iter_driving_crops(media, options, geometry, limit)
+        stream = prefetch(stages.timed(((c,) for c in crops), 'crop: driving'), chunker.chunk)
+        motion, _ = _motion_of(models, chunker, stream, progress)
+        eye, lip = geometry.eye, geometry.lip
+    else:
+        # A square video is only resized: one read gives the crops and the landmarks.
+        geometry = None
+        lm_rows = (
+            (resize_256(f), lm)
+            for f, lm in driving_landmarks(media, options, limit=limit, workers=workers)
+        )
+        stream = prefetch(stages.timed(lm_rows, 'faces: driving'), chunker.chunk)
+        motion, extra = _motion_of(models, chunker, stream, progress)
+        lms = [e[0] for e in extra]
+        missing = sum(lm is None for lm in lms)
+        first = next(lm for lm in lms if lm is not None)
+        scale = 256.0 / np.array([w, h], np.float32)
+        eye, lip = ratios(np.stack([first if lm is None else lm for lm in lms]) * scale)
+        report_missing_faces(media.name, missing, len(lms))
+    n = len(motion['R'])
+    crop_256 = None
+    if not media.is_video:
+        crop_256 = next(iter(iter_driving_crops(media, options, geometry, 1)))
+    return DrivingPlan(media, n, motion, eye, lip, geometry, crop_256)
+
+
+def _cut(a, n):
+    return None if a is None else take({'a': a}, n)['a']
+
+
+def output_frames(source, driving):
+    """How many frames the animation has (the reference's rule)."""
+    if source.is_video and driving.is_video:
+        return min(source.n_frames, driving.n_frames)
+    if source.is_video:
+        return source.n_frames
+    return driving.n_frames
+
+
+def source_limit(source_media, driving_media):
+    """Frames of the source video that can be used (at most the driving video's, when both are
+    videos): read no more than that."""
+    if source_media.is_video and driving_media.is_video:
+        return min(source_media.n_frames, driving_media.n_frames)
+    return None
+
+
+def plan_animation(
+    models,
+    source_media,
+    driving_media,
+    options,
+    chunker,
+    stages,
+    *,
+    animals=False,
+    lip_array=None,
+    workers=None,
+    progress=lambda n: None,
+):
+    """The first pass: motion of both inputs, then the driving keypoints of every output frame."""
+    with stages.host('motion pass'):
+        drv = driving_pass(
+            models, driving_media, options, chunker, stages, workers=workers, progress=progress
+        )
+        src = source_pass(
+            models,
+            source_media,
+            options,
+            chunker,
+            stages,
+            animals=animals,
+            limit=source_limit(source_media, driving_media),
+            workers=workers,
+            progress=progress,
+        )
+    n = output_frames(src, drv)
+    with stages.host('compose (keypoints, S)'):
+        src_motion = take(src.motion, n) if src.is_video else src.motion
+        x_s = src_motion['x_s']
+        x_d = compose_keypoints(
+            models,
+            src_motion,
+            take(drv.motion, n),
+            x_s,
+            options,
+            source_is_video=src.is_video,
+            driving_is_video=drv.is_video,
+            src_eye=None if src.eye is None else src.eye[:n] if src.is_video else src.eye,
+            src_lip=None if src.lip is None else src.lip[:n] if src.is_video else src.lip,
+            drv_eye=_cut(drv.eye, n),
+            drv_lip=_cut(drv.lip, n),
+            lip_array=None
+            if lip_array is None
+            else np.asarray(lip_array, np.float32).reshape(-1, 3),
+        )
+    return Plan(src, drv, n, x_s, x_d)

@@ -1,0 +1,184 @@
+"""Stage "read": the animation's inputs as re-iterable frame streams (decode ahead in a thread).
+
+An input is opened once (`open_media`: probe, kind, frame count, fps, audio) and then read as many
+times as the passes need (`Media.frames()`): a video is decoded again on each pass instead of being
+held in memory, so memory does not grow with its length. Each pass decodes ahead in its own thread
+(`prefetch`), so decoding overlaps with landmarks, cropping and device work.
+"""
+
+import dataclasses
+import os
+import queue
+import threading
+from typing import Callable, Optional
+
+import numpy as np
+
+from liveportrait_jax.io import InputError, iter_video_frames, load_image, probe_video
+from liveportrait_jax.io.templates import DEFAULT_MAX_TEMPLATE_FRAMES, load_template
+
+IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
+VIDEO_EXTS = ('.mp4', '.mov', '.avi', '.webm', '.mkv', '.m4v', '.gif')
+TEMPLATE_EXTS = ('.pkl',)
+PREFETCH_FRAMES = 8  # decoded frames buffered ahead of their consumer (8 x 6 MB at 1080p)
+
+
+def kind_of(path):
+    """'image', 'video' or 'template' from the file name; a clear error otherwise."""
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise InputError(f'{p!r}: file not found')
+    ext = os.path.splitext(p)[1].lower()
+    if ext in IMAGE_EXTS:
+        return 'image'
+    if ext in VIDEO_EXTS:
+        return 'video'
+    if ext in TEMPLATE_EXTS:
+        return 'template'
+    raise InputError(
+        f'{p!r}: unsupported file type {ext or "(no extension)"}; expected an image '
+        f'({", ".join(IMAGE_EXTS)}), a video ({", ".join(VIDEO_EXTS)}) or a motion '
+        'template (.pkl)'
+    )
+
+
+@dataclasses.dataclass
+class Media:
+    """One input. `frames()` yields its (H, W, 3) uint8 RGB frames from the start, each call anew.
+
+    kind: 'image', 'video' or 'template' (a template has no frames, only `template`).
+    n_frames: the frames the input says it has (at most max_frames); a damaged video may yield
+    fewer (io warns), so passes count what they actually get.
+    """
+
+    name: str
+    kind: str
+    n_frames: int
+    fps: Optional[float] = None
+    has_audio: bool = False
+    template: object = None  # io.MotionTemplate
+    size: Optional[tuple] = None  # (width, height) of the frames; None for a template
+    _open: Optional[Callable] = dataclasses.field(default=None, repr=False)
+
+    @property
+    def is_video(self):
+        return self.n_frames > 1 if self.kind == 'template' else self.kind == 'video'
+
+    def frames(self, limit=None, *, ahead=PREFETCH_FRAMES):
+        """Iterator over the first `limit` frames (all when None), decoded `ahead` in a thread."""
+        if self._open is None:
+            raise ValueError(f'{self.name!r}: a motion template has no frames')
+        n = self.n_frames if limit is None else min(limit, self.n_frames)
+        it = self._open(n)
+        return prefetch(it, ahead) if ahead and self.kind == 'video' else it
+
+
+def open_media(path, *, max_frames=None, max_template_frames=DEFAULT_MAX_TEMPLATE_FRAMES):
+    """Probes `path` (image, video or motion template) without decoding its frames."""
+    kind = kind_of(path)
+    name = os.fspath(path)
+    if kind == 'template':
+        t = load_template(path, max_frames=max_template_frames)
+        return Media(name, 'template', t.n_frames, t.fps, template=t)
+    if kind == 'image':
+        image = load_image(path)  # one frame: read now, so errors come before any work
+        size = (image.shape[1], image.shape[0])
+        return Media(name, 'image', 1, size=size, _open=lambda n: iter([image][:n]))
+    info = probe_video(path)
+    n = info.n_frames if max_frames is None else min(info.n_frames, int(max_frames))
+    return Media(
+        name,
+        'video',
+        n,
+        info.fps,
+        info.has_audio,
+        size=(info.width, info.height),
+        _open=lambda n: iter_video_frames(path, max_frames=n),
+    )
+
+
+def media_from_frames(frames, *, name, is_video=None, fps=None):
+    """An in-memory input: (N, H, W, 3) uint8 RGB frames (or a list); N = 1 is an image."""
+    if len(frames) == 0:
+        raise InputError(f'{name!r}: no frames')
+    is_video = len(frames) > 1 if is_video is None else is_video
+    for i, f in enumerate(frames):
+        check_frame(f, name, i)
+    return Media(
+        name,
+        'video' if is_video else 'image',
+        len(frames),
+        fps,
+        size=(frames[0].shape[1], frames[0].shape[0]),
+        _open=lambda n: (np.asarray(frames[i]) for i in range(n)),
+    )
+
+
+def check_frame(frame, name, index=None):
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        where = f'{name!r}' + ('' if index is None else f', frame {index}')
+        raise InputError(
+            f'{where}: frames must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}'
+        )
+    return frame
+
+
+_DONE = object()
+
+
+def prefetch(iterable, depth=PREFETCH_FRAMES):
+    """Runs `iterable` in a daemon thread, `depth` items ahead of the consumer.
+
+    Exceptions are re-raised in the consumer. Closing the returned generator (or an exception in
+    the consumer) stops the thread and closes `iterable`, so a video's ffmpeg decoder is killed.
+    """
+    q = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def produce():
+        it = iter(iterable)
+        try:
+            for item in it:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            _put(q, _DONE, stop)
+        except BaseException as e:  # handed to the consumer
+            _put(q, e, stop)
+        finally:
+            close = getattr(it, 'close', None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name='decode-ahead', daemon=True)
+    thread.start()
+
+    def consume():
+        try:
+            while True:
+                item = q.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            thread.join()
+
+    return consume()
+
+
+def _put(q, item, stop):
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue

@@ -1,0 +1,165 @@
+"""Stage "render": the second pass. F (video sources), W + G and paste-back on the device.
+
+The animated crop is pasted into the source frame inside the same jitted function that renders it
+(ops.paste: cv2.warpAffine's arithmetic, the project's feathered mask), so only finished uint8
+frames come back to the host. An image source's frame, feature volume and paste window are put on
+the device once; a video source's frames are decoded again, re-cropped with the first pass's
+matrices and uploaded chunk by chunk.
+"""
+
+import itertools
+import time
+
+import jax
+import jax.numpy as jnp
+
+from liveportrait_jax import faces
+from liveportrait_jax.ops import paste
+from liveportrait_jax.pipeline import kernels
+from liveportrait_jax.pipeline.inputs import iter_driving_crops, iter_source_again
+from liveportrait_jax.pipeline.outputs import at_size, progress_bar
+from liveportrait_jax.pipeline.read import prefetch
+
+
+def pastes_back(options, source):
+    """As the reference: paste-back needs a crop and stitching (without stitching the face does
+    not line up with the source around the crop's border); otherwise the crop is the output."""
+    return (
+        options.flag_pasteback
+        and options.flag_do_crop
+        and options.flag_stitching
+        and source.M_c2o is not None
+    )
+
+
+def output_size(models, num_kp):
+    """Side of the networks' animated crop (512 for the released weights), without computing it."""
+    img = jax.ShapeDtypeStruct((1, 256, 256, 3), jnp.uint8)
+    kp = jax.ShapeDtypeStruct((1, num_kp, 3), jnp.float32)
+    f_s = jax.eval_shape(lambda x: kernels.feature(models, x), img)
+    out = jax.eval_shape(lambda f, a, b: kernels.render_image_source(models, f, a, b), f_s, kp, kp)
+    return int(out.shape[1])
+
+
+class Renderer:
+    """Renders chunks of the plan: `rows()` feeds `chunker.stream(self.fn, ...)`."""
+
+    def __init__(self, models, plan, options, chunker, *, keep_crops):
+        self.models, self.plan, self.options, self.chunker = models, plan, options, chunker
+        src = plan.source
+        self.paste = pastes_back(options, src)
+        self.keep_crops = keep_crops or not self.paste
+        size = output_size(models, plan.x_d.shape[1])
+        if self.paste:
+            # The crop -> frame maps are for a dsize crop; the networks' crop may be smaller.
+            M_c2o = faces.crop.rescale_c2o(src.M_c2o, options.dsize, size)
+            self.inv = paste.inverse_affine(M_c2o)
+            self.origins, self.window = paste.paste_window(src.frame_hw, M_c2o, size)
+            self.mask = jax.device_put(faces.make_paste_back_mask(size))
+        if not src.is_video:
+            self.f_s = kernels.feature(self.models, src.crop_256[None])
+            self.x_s = jax.device_put(plan.x_s[:1])
+            if self.paste:
+                self.frame = jax.device_put(src.image[None])
+                self.inv0 = jax.device_put(self.inv[0])
+                self.origin0 = jax.device_put(self.origins[0])
+
+    def fn(self, *arrays):
+        m, w, k = self.models, getattr(self, 'window', None), self.keep_crops
+        if not self.plan.source.is_video:
+            (x_d,) = arrays
+            if self.paste:
+                return kernels.render_paste_image(
+                    m, self.f_s, self.x_s, self.frame, self.inv0, self.origin0, self.mask, x_d,
+                    window=w, keep_crops=k,
+                )  # fmt: skip
+            return {'crops': kernels.render_image_source(m, self.f_s, self.x_s, x_d)}
+        if self.paste:
+            return kernels.render_paste_video(m, self.mask, *arrays, window=w, keep_crops=k)
+        crops, x_s, x_d = arrays
+        return {'crops': kernels.render_video_source(m, crops, x_s, x_d)}
+
+    def rows(self, *, panels):
+        """Per output frame: the device inputs, then the host payload (driving and source 256
+        crops for the comparison panel when `panels`, else None)."""
+        plan, options = self.plan, self.options
+        src, drv, n = plan.source, plan.driving, plan.n_frames
+        drv_crops = itertools.repeat(None)
+        if panels and drv is not None and drv.media.kind != 'template':
+            if drv.is_video:
+                drv_crops = prefetch(iter_driving_crops(drv.media, options, drv.geometry, n))
+            else:
+                drv_crops = itertools.repeat(drv.crop_256)
+        if not src.is_video:
+            for i, d in zip(range(n), drv_crops):
+                yield plan.x_d[i], d, src.crop_256 if panels else None
+            return
+        again = prefetch(iter_source_again(src.media, options, src.M_o2c, n), self.chunker.chunk)
+        for i, (frame, crop), d in zip(range(n), again, drv_crops):
+            if self.paste:
+                row = (crop, plan.x_s[i], plan.x_d[i], frame, self.inv[i], self.origins[i])
+            else:
+                row = (crop, plan.x_s[i], plan.x_d[i])
+            yield (*row, d, crop if panels else None)
+
+    @property
+    def n_device(self):
+        if not self.plan.source.is_video:
+            return 1
+        return 6 if self.paste else 3
+
+    def items(self, out, payload, valid):
+        """The finished frames of one chunk, as Outputs items: 'frame' (H, W, 3) finished,
+        'crop' the animated crop at dsize and 'crop_native' at the networks' size (when kept),
+        'driving' / 'source' 256 crops for the comparison panel (or None)."""
+        d = self.options.dsize
+        crops = out.get('crops')
+        frames = out['frames'] if self.paste else [at_size(c, d) for c in crops]
+        drv, src = payload
+        return [
+            {
+                'frame': frames[j],
+                'crop': None if crops is None else at_size(crops[j], d),
+                'crop_native': None if crops is None else crops[j],
+                'driving': drv[j],
+                'source': src[j],
+            }
+            for j in range(valid)
+        ]
+
+
+def render_stream(models, plan, options, chunker, *, panels, keep_crops=False):
+    """Yields (start, items) chunk by chunk (see Renderer.items)."""
+    r = Renderer(models, plan, options, chunker, keep_crops=keep_crops or panels)
+    rows = r.rows(panels=panels)
+    try:
+        for start, valid, out, payload in chunker.stream(r.fn, chunker.batches(rows, r.n_device)):
+            yield start, r.items(out, payload, valid)
+    finally:
+        rows.close()
+
+
+def render_to(models, plan, options, chunker, outputs, stages, *, progress, desc, keep_crops=False):
+    """The render pass into `outputs` (closed at the end, aborted on any exception, Ctrl-C and
+    SIGTERM included). Returns the animated crops at the networks' size when `keep_crops`."""
+    kept = [] if keep_crops else None
+    update, close = progress_bar(plan.n_frames, desc, progress)
+    t = time.perf_counter()
+    try:
+        panels = 'concat' in outputs.sinks
+        stream = render_stream(models, plan, options, chunker, panels=panels, keep_crops=keep_crops)
+        for _, items in stream:
+            outputs.submit(items)
+            if kept is not None:
+                kept.extend(it['crop_native'] for it in items)
+            update(len(items))
+        stages.add('render pass (device, overlapped with writing)', time.perf_counter() - t)
+        t = time.perf_counter()
+        outputs.close()
+        stages.add('write (finishing the encoders)', time.perf_counter() - t)
+    except BaseException:
+        outputs.abort()
+        raise
+    finally:
+        close()
+    return kept
