@@ -284,37 +284,6 @@ def test_cli_demo_and_errors(tmp_path, capsys):
     assert 'liveportrait-jax convert' in err and 'Hugging Face' in err
 
 
-def test_bench_writes_json(tmp_path):
-    from liveportrait_jax.cli import main
-
-    out = tmp_path / 'bench.json'
-    assert (
-        main(
-            [
-                'bench',
-                '--config',
-                'tiny',
-                '--chunk',
-                '2',
-                '--frames',
-                '2',
-                '--repeats',
-                '1',
-                '--json',
-                str(out),
-            ]
-        )
-        == 0
-    )
-    import json
-
-    data = json.loads(out.read_text())
-    assert data['device']['platform'] == 'cpu'
-    stages = data['stages_ms_per_frame']['chunk 2']
-    assert all(stages[k] > 0 for k in ('M (motion extractor)', 'W (warping)', 'G (generator)'))
-    assert data['end_to_end']['2']['frames_per_s'] > 0
-
-
 def test_animate_frames_in_memory(models):
     src = astronaut()[None]
     drv = synth_driving_frames(3)

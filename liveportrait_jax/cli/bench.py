@@ -11,9 +11,12 @@ def add_parser(sub):
     p = sub.add_parser(
         'bench',
         help='benchmark the pipeline (random weights) and write JSON',
-        description='Compile time, ms/frame per stage (landmarks+crop, M, F, '
-        'keypoint math + S, W, G, paste-back, encode) and end-to-end '
-        'frames/s for each chunk size, on random weights.',
+        description='On random weights: compile time and device ms/frame per stage (M, F, '
+        'keypoint math + S, W, G, and W+G with paste-back on the device at a 512x512 and a '
+        '1920x1080 source) for each chunk size; host CPU core-ms/frame per stage (decode, '
+        'landmarks, crops, upload, encode, comparison panel, the whole animate()) at a 512x512 '
+        'and a 1080p source; end-to-end frames/s per chunk size; peak RSS of animate() against '
+        "the driving video's length (separate processes, tiny weights).",
     )
     p.add_argument(
         '--config',
@@ -33,10 +36,40 @@ def add_parser(sub):
         '--frames',
         type=int,
         default=None,
-        help='frames of the end-to-end run (default: twice the largest chunk)',
+        help='frames of the end-to-end runs and of the whole animate() of the host section '
+        '(default: twice the largest chunk)',
+    )
+    p.add_argument(
+        '--host-frames',
+        type=int,
+        default=32,
+        help='frames of each host stage measured alone (decode, landmarks, ...; default 32)',
+    )
+    p.add_argument(
+        '--rss-frames',
+        default='100,400',
+        help='comma-separated driving-video lengths for the peak-RSS runs, each in a fresh process '
+        "(default 100,400; '' skips them)",
+    )
+    p.add_argument(
+        '--rss-size',
+        type=int,
+        default=512,
+        help='side of the square driving video of the peak-RSS runs (default 512)',
     )
     p.add_argument('--json', metavar='FILE', help='write the results here')
     p.set_defaults(func=run)
+
+
+def positive_ints(text, flag):
+    """'1,4' -> (1, 4); '' -> (); anything else but positive integers is an error naming `flag`."""
+    try:
+        values = tuple(int(v) for v in text.split(',') if v.strip())
+    except ValueError:
+        raise ValueError(f'{flag} takes comma-separated integers, got {text!r}') from None
+    if any(v < 1 for v in values):
+        raise ValueError(f'{flag} takes positive integers, got {text!r}')
+    return values
 
 
 def run(args):
@@ -44,12 +77,13 @@ def run(args):
 
     from liveportrait_jax.pipeline.bench import run_bench
 
-    try:
-        chunks = tuple(int(c) for c in args.chunk.split(','))
-    except ValueError:
-        raise ValueError(f'--chunk takes comma-separated integers, got {args.chunk!r}') from None
-    if any(c < 1 for c in chunks):
-        raise ValueError(f'chunk sizes must be positive, got {args.chunk!r}')
+    chunks = positive_ints(args.chunk, '--chunk')
+    if not chunks:
+        raise ValueError('--chunk needs at least one chunk size')
+    if args.host_frames < 1:
+        raise ValueError(f'--host-frames must be positive, got {args.host_frames}')
+    if args.rss_size < 16:
+        raise ValueError(f'--rss-size must be at least 16, got {args.rss_size}')
     result = run_bench(
         args.config,
         chunks,
@@ -57,6 +91,9 @@ def run(args):
         args.repeats,
         args.frames,
         log=logging.getLogger('liveportrait_jax').info,
+        host_frames=args.host_frames,
+        rss_frames=positive_ints(args.rss_frames, '--rss-frames'),
+        rss_size=args.rss_size,
     )
     text = json.dumps(result, indent=1)
     if args.json:

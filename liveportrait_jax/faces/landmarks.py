@@ -315,13 +315,17 @@ def detect_face(
         return fl.get(image_rgb, face_index, source_name=source_name)
 
 
-TRACK_BLOCK = 16  # frames a tracker follows before it starts afresh (see track_faces_stream)
+# Frames a tracker follows before it starts afresh (see track_faces_stream). A restart costs about
+# as much as a frame (the graph is rebuilt and the face detected again), and with several workers
+# (workers + 1) blocks of frames are in flight: 32 keeps both small.
+TRACK_BLOCK = 32
 
 
 def default_workers() -> int:
     """Landmark workers for this machine: one per core but one (the decoder and the device
-    dispatch need a core), at most 8 (MediaPipe runs its own inference threads too)."""
-    return max(1, min(8, (os.cpu_count() or 1) - 1))
+    dispatch need a core), at most 4 (each holds a block of frames in memory, and MediaPipe runs
+    its own inference threads too)."""
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
 
 
 class _Follower:
@@ -377,20 +381,22 @@ class _BlockDetector:
                 self.opened.append(fl)
         return fl
 
-    def __call__(self, start: int, frames: Sequence[np.ndarray]) -> List[List[Face]]:
+    def one(self, index: int, frame: np.ndarray, restart: bool) -> List[Face]:
+        """The faces of one frame; `restart` forgets what the tracker followed so far."""
         fl = self._get(static=False)
-        fl.restart()
-        out = []
-        for j, frame in enumerate(frames):
-            faces = fl.detect(frame, source_name=self.name, frame_index=start + j)
-            if not faces:
-                # Tracking mode has no zoomed search and misses faces under ~12% of the frame;
-                # static detection with the small-face search finds them (slower, so only here).
-                faces = self._get(static=True).detect(
-                    frame, source_name=self.name, frame_index=start + j, search_small=True
-                )
-            out.append(faces)
-        return out
+        if restart:
+            fl.restart()
+        faces = fl.detect(frame, source_name=self.name, frame_index=index)
+        if not faces:
+            # Tracking mode has no zoomed search and misses faces under ~12% of the frame;
+            # static detection with the small-face search finds them (slower, so only here).
+            faces = self._get(static=True).detect(
+                frame, source_name=self.name, frame_index=index, search_small=True
+            )
+        return faces
+
+    def __call__(self, start: int, frames: Sequence[np.ndarray]) -> List[List[Face]]:
+        return [self.one(start + j, f, restart=j == 0) for j, f in enumerate(frames)]
 
     def close(self):
         for fl in self.opened:
@@ -421,7 +427,7 @@ def track_faces_stream(
     """Yields (frame, Face) for every frame of a video, in order, in MediaPipe's tracking mode.
 
     frames: iterable of (H, W, 3) uint8 RGB frames (read lazily: at most (workers + 1) * block
-      frames are held at a time).
+      frames are held at a time with several workers, none with one).
     face_index: which face to follow, counted largest first on the first frame; on later frames
       the face whose bbox overlaps the previous one most is kept, so the choice does not jump to
       another person when sizes change.
@@ -440,12 +446,10 @@ def track_faces_stream(
     detect = _BlockDetector(max(max_num_faces, face_index + 1), source_name)
     n = 0
     try:
-        if workers <= 1:
-            results = ((s, b, detect(s, b)) for s, b in _blocks(frames, block))
-            for start, blk, found in results:
-                for j, frame in enumerate(blk):
-                    yield frame, follow(start + j, found[j])
-                n += len(blk)
+        if workers <= 1:  # frame by frame, nothing held; the same restarts as with workers
+            for i, frame in enumerate(frames):
+                yield frame, follow(i, detect.one(i, frame, restart=i % block == 0))
+                n += 1
         else:
             with concurrent.futures.ThreadPoolExecutor(workers, 'landmarks') as pool:
                 pending = collections.deque()

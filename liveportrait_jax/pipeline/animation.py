@@ -65,11 +65,15 @@ def run(models, source, driving, options, outputs_for, *, chunk, lip_array, anim
         )  # fmt: skip
     finally:
         close()
-    outputs = outputs_for(plan, stages)
-    kept = render_to(
-        models, plan, options, chunker, outputs, stages, progress=progress,
-        desc='render (W+G, paste-back)', keep_crops=keep_crops,
-    )  # fmt: skip
+    try:
+        outputs = outputs_for(plan, stages)
+        kept = render_to(
+            models, plan, options, chunker, outputs, stages, progress=progress,
+            desc='render (W+G, paste-back)', keep_crops=keep_crops,
+        )  # fmt: skip
+    finally:
+        if plan.driving.crops is not None:
+            plan.driving.crops.close()
     stages.add('total', time.perf_counter() - t0)
     return plan, outputs, stages, kept
 

@@ -26,7 +26,7 @@ from liveportrait_jax.pipeline.inputs import (
     report_missing_faces,
     resize_256,
 )
-from liveportrait_jax.pipeline.read import prefetch
+from liveportrait_jax.pipeline.read import DiskFrames, prefetch
 
 MOTION_KEYS = ('R', 'exp', 't', 'scale', 'kp', 'x_s')
 
@@ -60,6 +60,7 @@ class DrivingPlan:
     lip: Optional[np.ndarray]  # (N, 1)
     geometry: object = None  # inputs.DrivingGeometry when the frames are cropped
     crop_256: Optional[np.ndarray] = None  # a driving image's crop (for the comparison panel)
+    crops: Optional[DiskFrames] = None  # a driving video's 256 crops, kept for the comparison
 
     @property
     def is_video(self):
@@ -121,8 +122,19 @@ def source_pass(
     )
 
 
+def _kept(rows, disk):
+    """Rows passed through, their first entry (the 256 crop) also appended to `disk` (or None)."""
+    for row in rows:
+        if disk is not None:
+            disk.append(row[0])
+        yield row
+
+
 def driving_pass(models, media, options, chunker, stages, *, limit=None, workers=None, progress):
-    """Motion (and eye/lip ratios) of every driving frame; a template is read as it is."""
+    """Motion (and eye/lip ratios) of every driving frame; a template is read as it is.
+
+    A driving video's 256 crops are kept on disk when the comparison video will show them.
+    """
     if media.kind == 'template':
         t = media.template
         motion = {k: getattr(t, k) for k in MOTION_KEYS}
@@ -130,13 +142,14 @@ def driving_pass(models, media, options, chunker, stages, *, limit=None, workers
         eye, lip = t.c_eyes, t.c_lip
         return DrivingPlan(media, n, take(motion, n), _cut(eye, n), _cut(lip, n))
     w, h = media.size
+    disk = DiskFrames() if options.flag_write_concat and media.is_video else None
     if needs_driving_crop(options, w, h):
         # Two reads: the boxes of every frame first (their mean is the crop box), then the crops.
         with stages.host('faces: driving'):
             geometry = driving_geometry(media, options, limit=limit, workers=workers)
         report_missing_faces(media.name, geometry.missing, geometry.n_frames)
-        crops = iter_driving_crops(media, options, geometry, limit)
-        stream = prefetch(stages.timed(((c,) for c in crops), 'crop: driving'), chunker.chunk)
+        crops = ((c,) for c in iter_driving_crops(media, options, geometry, limit))
+        stream = prefetch(stages.timed(_kept(crops, disk), 'crop: driving'), chunker.chunk)
         motion, _ = _motion_of(models, chunker, stream, progress)
         eye, lip = geometry.eye, geometry.lip
     else:
@@ -146,7 +159,7 @@ def driving_pass(models, media, options, chunker, stages, *, limit=None, workers
             (resize_256(f), lm)
             for f, lm in driving_landmarks(media, options, limit=limit, workers=workers)
         )
-        stream = prefetch(stages.timed(lm_rows, 'faces: driving'), chunker.chunk)
+        stream = prefetch(stages.timed(_kept(lm_rows, disk), 'faces: driving'), chunker.chunk)
         motion, extra = _motion_of(models, chunker, stream, progress)
         lms = [e[0] for e in extra]
         missing = sum(lm is None for lm in lms)
@@ -158,7 +171,7 @@ def driving_pass(models, media, options, chunker, stages, *, limit=None, workers
     crop_256 = None
     if not media.is_video:
         crop_256 = next(iter(iter_driving_crops(media, options, geometry, 1)))
-    return DrivingPlan(media, n, motion, eye, lip, geometry, crop_256)
+    return DrivingPlan(media, n, motion, eye, lip, geometry, crop_256, disk)
 
 
 def _cut(a, n):

@@ -9,6 +9,7 @@ held in memory, so memory does not grow with its length. Each pass decodes ahead
 import dataclasses
 import os
 import queue
+import tempfile
 import threading
 from typing import Callable, Optional
 
@@ -122,6 +123,41 @@ def check_frame(frame, name, index=None):
             f'{where}: frames must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}'
         )
     return frame
+
+
+class DiskFrames:
+    """Frames of one size that a pass keeps for a later one, in an unnamed temporary file.
+
+    The driving video's 256 crops are needed again only for the comparison video: keeping them on
+    disk (196 kB a frame) costs far less than decoding and cropping the video a third time, and
+    memory stays flat. The file has no name (unlinked at creation), so it disappears with the
+    process however it ends.
+    """
+
+    def __init__(self):
+        self.file = tempfile.TemporaryFile(prefix='liveportrait-frames-')
+        self.shape, self.n = None, 0
+
+    def append(self, frame):
+        frame = np.ascontiguousarray(frame, np.uint8)
+        if self.shape is None:
+            self.shape = frame.shape
+        elif frame.shape != self.shape:
+            raise ValueError(f'DiskFrames: frame of shape {frame.shape}, expected {self.shape}')
+        self.file.write(frame.tobytes())
+        self.n += 1
+
+    def frames(self, limit=None):
+        """Yields the frames in order (at most `limit`), reading the file from the start."""
+        n = self.n if limit is None else min(limit, self.n)
+        size = int(np.prod(self.shape)) if self.shape else 0
+        self.file.flush()
+        self.file.seek(0)
+        for _ in range(n):
+            yield np.frombuffer(self.file.read(size), np.uint8).reshape(self.shape)
+
+    def close(self):
+        self.file.close()
 
 
 _DONE = object()

@@ -86,7 +86,9 @@ class Renderer:
         src, drv, n = plan.source, plan.driving, plan.n_frames
         drv_crops = itertools.repeat(None)
         if panels and drv is not None and drv.media.kind != 'template':
-            if drv.is_video:
+            if drv.crops is not None:
+                drv_crops = drv.crops.frames(n)
+            elif drv.is_video:
                 drv_crops = prefetch(iter_driving_crops(drv.media, options, drv.geometry, n))
             else:
                 drv_crops = itertools.repeat(drv.crop_256)
