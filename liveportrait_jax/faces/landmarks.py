@@ -144,6 +144,8 @@ class FaceLandmarker:
     ``close()`` to free the MediaPipe graph.
     """
 
+    QUIET_CALLS = 2  # inferences run with stderr muted after a (re)start (see _run)
+
     def __init__(
         self,
         static_image_mode: bool = True,
@@ -162,7 +164,9 @@ class FaceLandmarker:
                 min_detection_confidence=min_detection_confidence,
                 min_tracking_confidence=min_tracking_confidence,
             )
-        self._started = False  # the graph's first inference logs too (see _native_stderr_muted)
+        # A graph logs on its first inferences too (the first tracked frame of a non-square image
+        # warns about NORM_RECT): the first QUIET_CALLS after a (re)start run muted.
+        self._quiet = self.QUIET_CALLS
 
     def close(self) -> None:
         if self._mesh is not None:
@@ -171,10 +175,10 @@ class FaceLandmarker:
 
     def restart(self) -> None:
         """Forgets the tracked faces: the next frame is searched from scratch (tracking mode)."""
-        if self._started:
+        if self._quiet < self.QUIET_CALLS:
             with _native_stderr_muted():
                 self._mesh.reset()
-            self._started = False  # the restarted graph logs on its first inference again
+            self._quiet = self.QUIET_CALLS  # the restarted graph logs again
 
     def __enter__(self) -> 'FaceLandmarker':
         return self
@@ -185,12 +189,12 @@ class FaceLandmarker:
     def _run(self, img: np.ndarray, offset=(0.0, 0.0), full_hw=None) -> List[Tuple[Face, float]]:
         """Faces in ``img`` as (Face in full-image pixels, margin to the window edge in px)."""
         h, w = img.shape[:2]
-        if self._started:
+        if self._quiet <= 0:
             result = self._mesh.process(img)
         else:
             with _native_stderr_muted():
                 result = self._mesh.process(img)
-            self._started = True
+            self._quiet -= 1
         out = []
         for lms in result.multi_face_landmarks or []:
             xyz = np.array([(p.x, p.y, p.z) for p in lms.landmark], dtype=np.float64)
@@ -228,6 +232,24 @@ class FaceLandmarker:
                 tile = np.ascontiguousarray(img[y : y + side, x : x + side])
                 found.extend(self._run(tile, offset=(x, y)))
         return found
+
+    def detect_near(
+        self, image_rgb: np.ndarray, bbox: np.ndarray, scale: float = 3.0
+    ) -> List[Face]:
+        """Faces in a square window of ``scale`` times ``bbox``'s size around it (static mode),
+        in full-image pixels, largest first: one FaceMesh pass where a face was a frame ago,
+        instead of the zoomed-window search over the whole image."""
+        H, W = image_rgb.shape[:2]
+        x0, y0, x1, y1 = [float(v) for v in bbox]
+        side = scale * max(x1 - x0, y1 - y0)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        left, top = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+        right, bottom = int(min(W, cx + side / 2)), int(min(H, cy + side / 2))
+        if right - left < 32 or bottom - top < 32:
+            return []
+        window = np.ascontiguousarray(image_rgb[top:bottom, left:right])
+        faces = [f for f, _ in self._run(window, offset=(left, top))]
+        return sorted(faces, key=lambda f: f.area, reverse=True)
 
     def detect(
         self,
@@ -386,12 +408,24 @@ class _BlockDetector:
         fl = self._get(static=False)
         if restart:
             fl.restart()
+            self.local.last = None
         faces = fl.detect(frame, source_name=self.name, frame_index=index)
         if not faces:
-            # Tracking mode has no zoomed search and misses faces under ~12% of the frame;
-            # static detection with the small-face search finds them (slower, so only here).
-            faces = self._get(static=True).detect(
-                frame, source_name=self.name, frame_index=index, search_small=True
+            # Tracking mode's detector sees the whole frame at 128 x 128 and misses faces under
+            # ~12% of it; static detection finds them, first in a window around the face of the
+            # frame before (one pass), else with the zoomed-window search over the whole frame.
+            static = self._get(static=True)
+            last = getattr(self.local, 'last', None)
+            if last is not None:
+                faces = static.detect_near(frame, last.bbox)
+            if not faces:
+                faces = static.detect(
+                    frame, source_name=self.name, frame_index=index, search_small=True
+                )
+        if faces:
+            last = getattr(self.local, 'last', None)
+            self.local.last = (
+                faces[0] if last is None else max(faces, key=lambda f: _iou(f.bbox, last.bbox))
             )
         return faces
 
