@@ -158,7 +158,21 @@ def build_parser():
     return parser
 
 
+def _quiesce_device() -> None:
+    """Waits for device computations still running (dispatched ahead of an interrupted loop):
+    XLA's threads must not outlive the interpreter's shutdown, or the process crashes at exit."""
+    jax = sys.modules.get('jax')
+    if jax is None:
+        return
+    try:
+        for array in jax.live_arrays():
+            array.block_until_ready()
+    except Exception:
+        pass
+
+
 def _interrupted(command: str, signal_name: str, status: int) -> int:
+    _quiesce_device()
     print(
         f'liveportrait-jax {command}: interrupted ({signal_name}); no partial output was kept',
         file=sys.stderr,

@@ -73,13 +73,20 @@ class Chunker:
         device works on the next chunks while the host waits for, and handles, this one.
         """
         pending = collections.deque()
-        for start, valid, arrays, payload in batches:
-            result = fn(*[self.shard(a) for a in arrays])
-            pending.append((start, valid, result, payload))
-            if len(pending) > ahead:
+        try:
+            for start, valid, arrays, payload in batches:
+                result = fn(*[self.shard(a) for a in arrays])
+                pending.append((start, valid, result, payload))
+                if len(pending) > ahead:
+                    yield _done(pending.popleft())
+            while pending:
                 yield _done(pending.popleft())
-        while pending:
-            yield _done(pending.popleft())
+        finally:
+            # Stopped early (an error, Ctrl-C, SIGTERM): let the dispatched chunks finish, so no
+            # device computation is still running while the interpreter shuts down (XLA's
+            # threads outliving Python crash the process at exit).
+            for entry in pending:
+                _wait(entry[2])
 
     def map(self, fn, arrays, n, *, progress=None):
         """fn over in-memory (n, ...) arrays, chunk by chunk; the valid rows concatenated."""
@@ -93,6 +100,13 @@ class Chunker:
     def _slices(self, arrays, n):
         for start, stop in self.spans(n):
             yield start, stop - start, [self.pad(a, start, stop) for a in arrays], []
+
+
+def _wait(tree):
+    try:
+        jax.block_until_ready(tree)
+    except Exception:  # a failed computation has nothing left running
+        pass
 
 
 def _done(entry):
