@@ -158,6 +158,26 @@ def build_parser():
     return parser
 
 
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # glibc's mallopt parameter number
+
+
+def _cap_malloc_arenas() -> None:
+    """glibc gives every thread that allocates its own malloc arena, and freed frame buffers stay
+    in them: with the decoder, landmark and encoder threads a long video's RSS crept up (1.44 GB
+    after 18,000 frames against 1.01 GB after 300). Two arenas (MALLOC_ARENA_MAX=2) kept an
+    8,000-frame run at 0.93 GB. Linux/glibc only; elsewhere, or if the environment already sets
+    MALLOC_ARENA_MAX, nothing is changed."""
+    if not sys.platform.startswith('linux') or 'MALLOC_ARENA_MAX' in os.environ:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL('libc.so.6').mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+    except (OSError, AttributeError):
+        pass
+
+
 def _quiesce_device() -> None:
     """Waits for device computations still running (dispatched ahead of an interrupted loop):
     XLA's threads must not outlive the interpreter's shutdown, or the process crashes at exit."""
@@ -190,6 +210,7 @@ def main(argv=None):
         parser.error(f'unrecognized arguments: {" ".join(extra)}')
     args.config_overrides = extra
     setup_logging()
+    _cap_malloc_arenas()
     try:
         with signals_raise_terminated():
             return args.func(args)
