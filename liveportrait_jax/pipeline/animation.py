@@ -48,10 +48,11 @@ class FramesResult:
 
 
 def run(models, source, driving, options, outputs_for, *, chunk, lip_array, animals, progress,
-        workers=None, keep_crops=False):  # fmt: skip
+        workers=None, keep_crops=False, panels=False):  # fmt: skip
     """Both passes over read.Media inputs; `outputs_for(plan, stages)` makes the Outputs.
 
-    Returns (plan, outputs, stages, kept crops or None).
+    panels: the outputs include the comparison video (its driving crops are kept from the first
+    pass). Returns (plan, outputs, stages, kept crops or None).
     """
     stages = Stages()
     t0 = time.perf_counter()
@@ -61,7 +62,7 @@ def run(models, source, driving, options, outputs_for, *, chunk, lip_array, anim
     try:
         plan = plan_animation(
             models, source, driving, options, chunker, stages, animals=animals,
-            lip_array=lip_array, workers=workers, progress=update,
+            lip_array=lip_array, workers=workers, keep_driving_crops=panels, progress=update,
         )  # fmt: skip
     finally:
         close()
@@ -139,6 +140,7 @@ def animate(
     plan, outputs, stages, kept = run(
         models, src, drv, options, outputs_for, chunk=chunk, lip_array=lip_array,
         animals=animals, progress=progress, workers=workers, keep_crops=keep_frames,
+        panels=bool(paths['concat']),
     )  # fmt: skip
     if still:
         out_lib.save_stills(outputs, paths)

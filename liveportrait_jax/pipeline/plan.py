@@ -130,10 +130,12 @@ def _kept(rows, disk):
         yield row
 
 
-def driving_pass(models, media, options, chunker, stages, *, limit=None, workers=None, progress):
+def driving_pass(
+    models, media, options, chunker, stages, *, limit=None, workers=None, keep_crops=False, progress
+):
     """Motion (and eye/lip ratios) of every driving frame; a template is read as it is.
 
-    A driving video's 256 crops are kept on disk when the comparison video will show them.
+    A driving video's 256 crops are kept on disk when `keep_crops` (the comparison video shows them).
     """
     if media.kind == 'template':
         t = media.template
@@ -142,7 +144,7 @@ def driving_pass(models, media, options, chunker, stages, *, limit=None, workers
         eye, lip = t.c_eyes, t.c_lip
         return DrivingPlan(media, n, take(motion, n), _cut(eye, n), _cut(lip, n))
     w, h = media.size
-    disk = DiskFrames() if options.flag_write_concat and media.is_video else None
+    disk = DiskFrames() if keep_crops and media.is_video else None
     if needs_driving_crop(options, w, h):
         # Two reads: the boxes of every frame first (their mean is the crop box), then the crops.
         with stages.host('faces: driving'):
@@ -206,13 +208,15 @@ def plan_animation(
     animals=False,
     lip_array=None,
     workers=None,
+    keep_driving_crops=False,
     progress=lambda n: None,
 ):
     """The first pass: motion of both inputs, then the driving keypoints of every output frame."""
     with stages.host('motion pass'):
         drv = driving_pass(
-            models, driving_media, options, chunker, stages, workers=workers, progress=progress
-        )
+            models, driving_media, options, chunker, stages, workers=workers,
+            keep_crops=keep_driving_crops, progress=progress,
+        )  # fmt: skip
         src = source_pass(
             models,
             source_media,

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from liveportrait_jax import faces
 from liveportrait_jax.ops import paste
 from liveportrait_jax.pipeline import kernels
-from liveportrait_jax.pipeline.inputs import iter_driving_crops, iter_source_again
+from liveportrait_jax.pipeline.inputs import iter_source_again
 from liveportrait_jax.pipeline.outputs import at_size, progress_bar
 from liveportrait_jax.pipeline.read import prefetch
 
@@ -86,11 +86,9 @@ class Renderer:
         src, drv, n = plan.source, plan.driving, plan.n_frames
         drv_crops = itertools.repeat(None)
         if panels and drv is not None and drv.media.kind != 'template':
-            if drv.crops is not None:
+            if drv.crops is not None:  # kept by the first pass (plan_animation)
                 drv_crops = drv.crops.frames(n)
-            elif drv.is_video:
-                drv_crops = prefetch(iter_driving_crops(drv.media, options, drv.geometry, n))
-            else:
+            elif not drv.is_video:
                 drv_crops = itertools.repeat(drv.crop_256)
         if not src.is_video:
             for i, d in zip(range(n), drv_crops):
