@@ -57,6 +57,11 @@ def add_parser(sub):
         default=512,
         help='side of the square driving video of the peak-RSS runs (default 512)',
     )
+    p.add_argument(
+        '--sections',
+        help='comma-separated sections to run, of device,host,end-to-end,rss (default: all); '
+        'device alone needs neither MediaPipe nor ffmpeg',
+    )
     p.add_argument('--json', metavar='FILE', help='write the results here')
     p.set_defaults(func=run)
 
@@ -75,13 +80,21 @@ def positive_ints(text, flag):
 def run(args):
     import jax.numpy as jnp
 
-    from liveportrait_jax.pipeline.bench import run_bench
+    from liveportrait_jax.pipeline.bench import SECTIONS, run_bench
 
     chunks = positive_ints(args.chunk, '--chunk')
     if not chunks:
         raise ValueError('--chunk needs at least one chunk size')
     if args.host_frames < 1:
         raise ValueError(f'--host-frames must be positive, got {args.host_frames}')
+    sections = (
+        SECTIONS
+        if args.sections is None
+        else tuple(v.strip() for v in args.sections.split(',') if v.strip())
+    )
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown or not sections:
+        raise ValueError(f'--sections takes some of {",".join(SECTIONS)}, got {args.sections!r}')
     if args.rss_size < 16:
         raise ValueError(f'--rss-size must be at least 16, got {args.rss_size}')
     result = run_bench(
@@ -94,6 +107,7 @@ def run(args):
         host_frames=args.host_frames,
         rss_frames=positive_ints(args.rss_frames, '--rss-frames'),
         rss_size=args.rss_size,
+        sections=sections,
     )
     text = json.dumps(result, indent=1)
     if args.json:

@@ -6,6 +6,8 @@ PyTorch's (BatchNorm eps 1e-5 vs 1e-5 is equal, but momentum 0.99 vs 0.1 and Lay
 are not).
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -13,6 +15,16 @@ from flax import nnx
 BN_EPS = 1e-5  # torch.nn.BatchNorm default
 BN_MOMENTUM = 0.9  # torch momentum 0.1 == flax momentum 0.9 (only matters when training the stats)
 IN_EPS = 1e-5  # torch.nn.InstanceNorm2d default
+
+
+def precision_for(dtype):
+    """The dot/conv precision of a compute dtype: float32 (or None, float32 weights) computes in
+    float32. JAX's default on GPUs is TensorFloat-32 for float32 convolutions and matmuls (10
+    mantissa bits), which moved the tiny fixtures' head pose and G output by 2-3e-4 on an H100,
+    over the 1e-4 parity tolerance. Half-precision dtypes keep the backend's default."""
+    if dtype is None or jnp.dtype(dtype) == jnp.float32:
+        return jax.lax.Precision.HIGHEST
+    return None
 
 
 def conv(
@@ -49,6 +61,7 @@ def conv(
         use_bias=use_bias,
         dtype=dtype,
         param_dtype=jnp.float32,
+        precision=precision_for(dtype),
         rngs=rngs,
     )
 
@@ -75,19 +88,21 @@ class Conv3d(nnx.Module):
         dtype = self.dtype or jnp.result_type(x, self.kernel[...])
         x = x.astype(dtype)
         kernel = self.kernel[...].astype(dtype)
+        precision = precision_for(dtype)
         if jax.default_backend() == 'cpu':
-            y = conv3d_as_2d(x, kernel, self.padding)
+            y = conv3d_as_2d(x, kernel, self.padding, precision)
         else:
             p = self.padding
             y = jax.lax.conv_general_dilated(
-                x, kernel, (1, 1, 1), [(p, p)] * 3, dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC')
-            )
+                x, kernel, (1, 1, 1), [(p, p)] * 3, dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'),
+                precision=precision,
+            )  # fmt: skip
         if self.bias is not None:
             y = y + self.bias[...].astype(dtype)
         return y
 
 
-def conv3d_as_2d(x, kernel, padding):
+def conv3d_as_2d(x, kernel, padding, precision=None):
     """Stride-1 3-D convolution of (B, D, H, W, I) by (kd, kh, kw, I, O) via 2-D convolutions.
 
     Wide inputs use one 2-D conv producing all kd depth taps as extra output channels, then shift
@@ -97,18 +112,20 @@ def conv3d_as_2d(x, kernel, padding):
     kd, kh, kw, _, cout = kernel.shape
     p = padding
     dn = ('NHWC', 'HWIO', 'NHWC')
+    conv2d = functools.partial(
+        jax.lax.conv_general_dilated,
+        padding=[(p, p)] * 2,
+        dimension_numbers=dn,
+        precision=precision,
+    )
     d_out = d + 2 * p - kd + 1
     if kd == 1:
-        y = jax.lax.conv_general_dilated(
-            x.reshape(b * d, h, w, cin), kernel[0], (1, 1), [(p, p)] * 2, dimension_numbers=dn
-        )
+        y = conv2d(x.reshape(b * d, h, w, cin), kernel[0], (1, 1))
         y = y.reshape(b, d, y.shape[1], y.shape[2], cout)
         return jnp.pad(y, ((0, 0), (p, p), (0, 0), (0, 0), (0, 0))) if p else y
     if cin >= 64:
         taps = jnp.transpose(kernel, (1, 2, 3, 0, 4)).reshape(kh, kw, cin, kd * cout)
-        y = jax.lax.conv_general_dilated(
-            x.reshape(b * d, h, w, cin), taps, (1, 1), [(p, p)] * 2, dimension_numbers=dn
-        )
+        y = conv2d(x.reshape(b * d, h, w, cin), taps, (1, 1))
         y = y.reshape(b, d, y.shape[1], y.shape[2], kd, cout)
         y = jnp.pad(y, ((0, 0), (p, p), (0, 0), (0, 0), (0, 0), (0, 0)))
         return sum(y[:, dz : dz + d_out, :, :, dz] for dz in range(kd))
@@ -116,7 +133,7 @@ def conv3d_as_2d(x, kernel, padding):
     out = None
     for dz in range(kd):
         xs = xp[:, dz : dz + d_out].reshape(b * d_out, h, w, cin)
-        y = jax.lax.conv_general_dilated(xs, kernel[dz], (1, 1), [(p, p)] * 2, dimension_numbers=dn)
+        y = conv2d(xs, kernel[dz], (1, 1))
         out = y if out is None else out + y
     return out.reshape(b, d_out, out.shape[1], out.shape[2], cout)
 
@@ -135,7 +152,10 @@ def batch_norm(num_features, *, rngs, dtype=None):
 
 
 def linear(in_features, out_features, *, rngs, dtype=None):
-    return nnx.Linear(in_features, out_features, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+    return nnx.Linear(
+        in_features, out_features, dtype=dtype, param_dtype=jnp.float32,
+        precision=precision_for(dtype), rngs=rngs,
+    )  # fmt: skip
 
 
 def instance_norm(x, eps=IN_EPS):

@@ -168,22 +168,34 @@ def write_looped_video(path, cycle, n_frames, fps=25):
 # --- device stages, per chunk size -----------------------------------------------------------
 
 
+def bench_crop_matrix(hw, dsize, side=0.6, degrees=8.0):
+    """(3, 3) float32 frame -> crop map of a rotated centred square (side x the short side): the
+    device's work does not depend on where the face is, so the device section needs no landmarks."""
+    h, w = hw
+    scale = dsize / (side * min(h, w))
+    M = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, scale)
+    M[:, 2] += dsize / 2 - np.array([w / 2, h / 2])
+    return np.vstack([M, [0, 0, 1]]).astype(np.float32)
+
+
 def paste_renderer(models, image, chunk, options):
     """A render.Renderer for one source image and a chunk of driving keypoints, built as the
-    animation builds it (source crop, M for x_s); returns (renderer, sharded x_d)."""
+    animation builds it (a crop of the source, M for x_s); returns (renderer, sharded x_d)."""
+    from liveportrait_jax.faces.crop import crop_with_matrix
     from liveportrait_jax.pipeline import kernels
     from liveportrait_jax.pipeline.chunks import Chunker
-    from liveportrait_jax.pipeline.inputs import crop_source
     from liveportrait_jax.pipeline.plan import Plan, SourcePlan
     from liveportrait_jax.pipeline.read import media_from_frames
     from liveportrait_jax.pipeline.render import Renderer
 
-    sf = crop_source(image, options)
-    x_s = np.asarray(kernels.motion(models, sf.crop_256[None])['x_s'], np.float32)
+    M_o2c = bench_crop_matrix(image.shape[:2], options.dsize)
+    M_c2o = np.linalg.inv(M_o2c).astype(np.float32)
+    crop_256 = crop_with_matrix(image, M_o2c, options.dsize)
+    x_s = np.asarray(kernels.motion(models, crop_256[None])['x_s'], np.float32)
     media = media_from_frames([image], name='<bench source>', is_video=False)
     src = SourcePlan(
-        media, 1, image.shape[:2], {}, sf.M_o2c[None], sf.M_c2o[None], None, None,
-        image=image, crop_256=sf.crop_256,
+        media, 1, image.shape[:2], {}, M_o2c[None], M_c2o[None], None, None,
+        image=image, crop_256=crop_256,
     )  # fmt: skip
     x_d = np.repeat(x_s + 0.01, chunk, axis=0)
     chunker = Chunker(chunk)
@@ -578,11 +590,17 @@ def end_to_end(models, chunks, n, log):
     return out
 
 
+SECTIONS = ('device', 'host', 'end-to-end', 'rss')
+
+
 def run_bench(
     config='full', chunks=(1, 4), dtype=jnp.float32, repeats=2, frames=None, log=print,
-    *, host_frames=32, rss_frames=(100, 400), rss_size=512,
+    *, host_frames=32, rss_frames=(100, 400), rss_size=512, sections=SECTIONS,
 ):  # fmt: skip
     """Returns a JSON-able dict of measurements (see the module docstring).
+
+    sections: which of SECTIONS to run ('device' stages, 'host' stages, 'end-to-end', 'rss'); a
+      machine without MediaPipe or ffmpeg can still run 'device'.
 
     frames: frames of the end-to-end runs and of the host section's whole animate() (default:
       twice the largest chunk); host_frames: of the other host stages.
@@ -604,7 +622,7 @@ def run_bench(
     log(f'bench: config {config}, dtype {out["dtype"]}, device {out["device"]}')
     rng = np.random.default_rng(0)
     sources = {'512x512': astronaut(), '1920x1080': portrait_frames(HOST_SIZES['1080p'], 1)[0]}
-    for c in chunks:
+    for c in chunks if 'device' in sections else ():
         stage, comp = network_stages(models, c, repeats, rng)
         paste_stage, paste_comp = render_paste_stages(models, c, repeats, sources, AnimateOptions())
         stage.update(paste_stage), comp.update(paste_comp)
@@ -612,8 +630,10 @@ def run_bench(
         out['stages_ms_per_frame'][f'chunk {c}'] = stage
         log(f'  chunk {c}: ' + ', '.join(f'{k} {v:.1f} ms' for k, v in stage.items()))
     n = frames or max(chunks) * 2
-    out.update(host_section(models, host_frames, n, max(chunks), repeats, log))
-    out['end_to_end'] = end_to_end(models, chunks, n, log)
-    if rss_frames:
+    if 'host' in sections:
+        out.update(host_section(models, host_frames, n, max(chunks), repeats, log))
+    if 'end-to-end' in sections:
+        out['end_to_end'] = end_to_end(models, chunks, n, log)
+    if rss_frames and 'rss' in sections:
         out.update(rss_section(rss_frames, rss_size, max(chunks), log))
     return out

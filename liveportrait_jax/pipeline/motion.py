@@ -14,6 +14,7 @@ Shapes: N frames, K = 21 keypoints. Source arrays have a leading axis of 1 (imag
 import jax.numpy as jnp
 import numpy as np
 
+from liveportrait_jax.ops.keypoints import matmul
 from liveportrait_jax.pipeline.options import EXP_FULL_IDX, EYES_IDX, LIP_IDX
 
 
@@ -78,7 +79,10 @@ def compose_raw(
         else:
             exp_new = exp_s
         if pose:
-            R_new = smoothed['R'] if source_is_video else (R_d @ jnp.swapaxes(R_d[:1], 1, 2) @ R_s)
+            R_new = (
+                smoothed['R'] if source_is_video
+                else matmul(matmul(R_d, jnp.swapaxes(R_d[:1], 1, 2)), R_s)
+            )  # fmt: skip
             t_new = t_s if source_is_video else t_s + (t_d - t_d[:1])
         else:
             R_new, t_new = R_s, t_s
@@ -97,7 +101,7 @@ def compose_raw(
             R_new, t_new = R_s, t_s
         scale_new = scale_s
     t_new = t_new.at[:, 2].set(0.0)
-    return scale_new[:, :, None] * (kp_s @ R_new + exp_new) + t_new[:, None, :]
+    return scale_new[:, :, None] * (matmul(kp_s, R_new) + exp_new) + t_new[:, None, :]
 
 
 def convex_hull_volume(points):

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from liveportrait_jax.models import core
+from liveportrait_jax.ops.keypoints import matmul
 from liveportrait_jax.ops.stitching import apply_stitching_delta
 from liveportrait_jax.training.data import EYES, FACE, LIPS
 
@@ -29,7 +30,7 @@ def _resize(x, size):
 def driving_keypoints(batch):
     """The source identity in the driving frame's pose and expression: (B, K, 3)."""
     kp = batch['src_kp']
-    x = kp @ batch['drv_R'] + batch['drv_exp']
+    x = matmul(kp, batch['drv_R']) + batch['drv_exp']
     x = x * batch['drv_scale'][:, :, None]
     return x.at[:, :, :2].add(batch['drv_t'][:, None, :2])
 
