@@ -16,6 +16,7 @@ from liveportrait_jax.faces.crop import DRIVING_CROP, SOURCE_CROP
 
 ANIMATION_REGIONS = ('exp', 'pose', 'lip', 'eyes', 'all')
 DRIVING_OPTIONS = ('expression-friendly', 'pose-friendly')
+MOTION_SMOOTHING = ('none', 'one-euro', 'kalman')
 
 # Keypoint indices the reference animates per region (its pipeline's hard-coded index sets).
 EXP_FULL_IDX = (1, 2, 6, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20)
@@ -91,6 +92,19 @@ class AnimateOptions:
         1e-2,
         1e-8,
     )
+    motion_smoothing: str = opt(
+        'none',
+        'steady the driving motion (rotation, translation, scale, expression) of any source: '
+        'one-euro (causal, adapts to speed) or kalman (forward-backward, no lag)',
+        choices=MOTION_SMOOTHING,
+    )
+    motion_smoothing_strength: float = opt(
+        1.0,
+        'how much motion smoothing (higher: steadier; one-euro also lags more)',
+        0.05,
+        20.0,
+        0.05,
+    )
     # cropping and output
     flag_do_crop: bool = opt(True, 'crop the source to the face (off: use the whole source)')
     flag_pasteback: bool = opt(True, 'paste the animated face back into the source')
@@ -124,6 +138,11 @@ class AnimateOptions:
     )
     source_division: int = opt(2, 'source sides are cut to a multiple of this', 1, 256, 1)
     face_index: int = opt(0, 'which face when there are several (0: the largest)', 0, None, 1)
+    faces: str = opt(
+        '',
+        "animate several faces of the source: 'all', or indices counted largest first such as "
+        "'0,2' (empty: the one face of face_index)",
+    )
     crop_box: Optional[Tuple[float, float, float, float]] = opt(
         None,
         'explicit source crop box x0,y0,x1,y1 in pixels, e.g. for any animal (None: detect '
@@ -176,6 +195,8 @@ def check_option(name, value):
         valid, expected = value in m['choices'], f'one of {m["choices"]}'
     elif name == 'crop_box':
         valid, expected = value is None or _is_box(value), 'x0,y0,x1,y1 with x1>x0 and y1>y0'
+    elif name == 'faces':
+        valid, expected = parse_faces(value) is not False, "'all', or indices such as '0,2'"
     elif isinstance(value, bool) or not isinstance(value, numbers.Real):
         valid, expected = False, 'a number'
     elif f.type is int and not float(value).is_integer():
@@ -207,6 +228,23 @@ def options_from_values(values, base=None, **overrides):
     applied onto `base` (default: AnimateOptions()), then `overrides`."""
     changes = {k: coerce_option(k, v) for k, v in values.items() if k in SCHEMA}
     return (base or AnimateOptions()).replace(**changes, **overrides)
+
+
+def parse_faces(text):
+    """The `faces` option: '' -> None (one face, face_index); 'all' -> 'all'; '0,2' -> (0, 2)
+    (distinct, in the order given); False when the text is none of these."""
+    if not isinstance(text, str):
+        return False
+    text = text.strip().lower()
+    if not text:
+        return None
+    if text == 'all':
+        return 'all'
+    try:
+        idx = tuple(int(v) for v in text.split(','))
+    except ValueError:
+        return False
+    return idx if all(i >= 0 for i in idx) and len(set(idx)) == len(idx) else False
 
 
 def parse_box(text):
