@@ -27,8 +27,16 @@ def add_parser(sub):
     p.add_argument(
         '-d',
         '--driving',
+        action='append',
         help='driving video, image or motion template (.pkl) '
-        '(default: a clip synthesised from the astronaut)',
+        '(default: a clip synthesised from the astronaut); with --faces, repeat it to give each '
+        'face its own driving input, in the order of the faces',
+    )
+    p.add_argument(
+        '--motion-script',
+        metavar='SCRIPT',
+        help='a motion script (.yaml / .json: keyframed head pose and expression edits, README '
+        '"Motion scripts") applied on top of the driving motion; a script can also be -d itself',
     )
     p.add_argument(
         '-o',
@@ -112,7 +120,8 @@ def run(args):
     if builtin_media:
         from liveportrait_jax.pipeline.demo_media import write_demo_inputs
 
-        args.source, args.driving = write_demo_inputs(os.path.join(args.output_dir, 'demo_inputs'))
+        args.source, driving = write_demo_inputs(os.path.join(args.output_dir, 'demo_inputs'))
+        args.driving = [driving]
         log.info(
             'inputs: scikit-image astronaut (public domain) and a driving clip synthesised from it'
         )
@@ -127,7 +136,7 @@ def run(args):
     result = animate(
         models,
         args.source,
-        args.driving,
+        args.driving if len(args.driving) > 1 else args.driving[0],
         args.output_dir,
         options,
         chunk=args.chunk,
@@ -137,6 +146,7 @@ def run(args):
         max_frames=args.max_frames,
         max_template_frames=limit,
         workers=args.workers,
+        motion_script=args.motion_script,
     )
     log.info('animated %d frames at %.2f fps', result.n_frames, result.fps)
     for name, path in (

@@ -353,10 +353,13 @@ def default_workers() -> int:
 class _Follower:
     """Which of a frame's faces is "the" face: the rule of track_faces, applied in frame order."""
 
-    def __init__(self, face_index, source_name, on_missing):
+    def __init__(self, face_index, source_name, on_missing, min_iou=0.0):
         if on_missing not in ('raise', 'hold'):
             raise ValueError(f"on_missing must be 'raise' or 'hold', got {on_missing!r}")
         self.face_index, self.name, self.on_missing = face_index, source_name, on_missing
+        # min_iou > 0 (one face of several): the face must overlap where it was by this much, and
+        # a lone face elsewhere is another person, not this one after a cut.
+        self.min_iou = min_iou
         self.prev: Optional[Face] = None
         self.missing = 0  # frames without the face (held, or leading)
 
@@ -371,10 +374,12 @@ class _Follower:
                     i,
                     f'face_index={self.face_index} requested but only {len(faces)} face(s) found',
                 )
-        elif len(faces) == 1:
+        elif len(faces) == 1 and not self.min_iou:
             face = faces[0]  # one face: it is the one we follow (even across a cut)
         elif faces:
             face = max(faces, key=lambda f: _iou(f.bbox, self.prev.bbox))
+            if self.min_iou and _iou(face.bbox, self.prev.bbox) < self.min_iou:
+                face = None
         if face is None:
             if self.on_missing == 'raise':
                 raise NoFaceError(self.name, i)
@@ -387,8 +392,8 @@ class _Follower:
 class _BlockDetector:
     """Per-thread landmarkers: a tracker that restarts at each block, and a static fallback."""
 
-    def __init__(self, max_num_faces, source_name):
-        self.max_num_faces, self.name = max_num_faces, source_name
+    def __init__(self, max_num_faces, source_name, static=False):
+        self.max_num_faces, self.name, self.static = max_num_faces, source_name, static
         self.local = threading.local()
         self.lock = threading.Lock()
         self.opened: List[FaceLandmarker] = []
@@ -405,8 +410,8 @@ class _BlockDetector:
 
     def one(self, index: int, frame: np.ndarray, restart: bool) -> List[Face]:
         """The faces of one frame; `restart` forgets what the tracker followed so far."""
-        fl = self._get(static=False)
-        if restart:
+        fl = self._get(static=self.static)
+        if restart and not self.static:
             fl.restart()
             self.local.last = None
         faces = fl.detect(frame, source_name=self.name, frame_index=index)
@@ -457,6 +462,8 @@ def track_faces_stream(
     on_missing: str = 'raise',
     workers: int = 1,
     block: int = TRACK_BLOCK,
+    min_iou: float = 0.0,
+    static: bool = False,
 ) -> Iterator[Tuple[np.ndarray, Optional[Face]]]:
     """Yields (frame, Face) for every frame of a video, in order, in MediaPipe's tracking mode.
 
@@ -475,9 +482,13 @@ def track_faces_stream(
       worker takes it: the landmarks are the same for any number of workers.
     Frames where tracking finds no face are searched again in static mode with zoomed windows,
     which finds faces down to ~6% of the frame's long side.
+    min_iou, static: for one face of several (the faces of a group, each followed on its own): the
+      face must overlap its previous box by min_iou (else it is missing in that frame), and every
+      frame is searched in static mode (MediaPipe's tracker may drop one of several faces for a
+      frame while it follows the others).
     """
-    follow = _Follower(face_index, source_name, on_missing)
-    detect = _BlockDetector(max(max_num_faces, face_index + 1), source_name)
+    follow = _Follower(face_index, source_name, on_missing, min_iou)
+    detect = _BlockDetector(max(max_num_faces, face_index + 1), source_name, static)
     n = 0
     try:
         if workers <= 1:  # frame by frame, nothing held; the same restarts as with workers

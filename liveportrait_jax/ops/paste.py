@@ -360,3 +360,82 @@ def paste_back_batch(crops_u8, frames_u8, inv, origins, mask, *, window):
     # Keep the original bytes where the mask is 0 (no float round trip), as paste_back does.
     new = jnp.where(m <= 0.0, orig, new)
     return jax.vmap(put, in_axes=(frame_axis, 0, 0))(frames, new, origins)
+
+
+# Sharpness of the hand-over between overlapping faces (see paste_faces_batch): a face's weight
+# falls as exp(-FACE_PRIORITY_SHARPNESS * r^2) with r its normalised distance from its own crop's
+# centre, so where two crops overlap the pixel goes to the face it is more central to.
+FACE_PRIORITY_SHARPNESS = 16.0
+
+
+def face_priority(size: int) -> np.ndarray:
+    """(size, size) float32 log-weight of a crop's pixels: -s * r^2, r = 0 at the centre, 1 at an
+    edge's midpoint (see FACE_PRIORITY_SHARPNESS)."""
+    c = (np.arange(size, dtype=np.float64) + 0.5) / size * 2.0 - 1.0
+    u, v = np.meshgrid(c, c)
+    return (-FACE_PRIORITY_SHARPNESS * (u * u + v * v)).astype(np.float32)
+
+
+@functools.partial(jax.jit, static_argnames=('window',))
+def paste_faces_batch(crops_u8, frames_u8, inv, origins, present, mask, priority, *, window):
+    """Paste F faces' crops into each of B frames at once, overlaps blended without seams.
+
+    crops_u8: (B, F, h, w, 3) uint8 crops, face f of frame b.
+    frames_u8: (B, H, W, 3) uint8 frames, or (1, H, W, 3) for a still source.
+    inv: (B, F, 2, 3, 4) int32 from inverse_affine; origins: (B, F, 2) int32 from paste_window
+      (one static window for all faces and frames).
+    present: (B, F) float32, 1 where face f is in frame b, 0 where it is not (not pasted).
+    mask: (h, w) float32 crop-space paste mask; priority: (h, w) float32 from face_priority.
+    window: static (wh, ww).
+
+    Each face's crop, mask and priority are warped into its window with cv2's arithmetic (as in
+    paste_back_batch). A pixel covered by one face gets exactly paste_back's blend
+    m * crop + (1 - m) * frame. Where several faces' crops overlap (each crop also shows its
+    neighbours, un-animated, in its margin), pasting them one over the other would let a face's
+    margin cover the animated neighbour; instead the faces share the pixel by weights
+    m_f * exp(priority_f) (normalised), i.e. the face the pixel is most central to wins, with a
+    smooth hand-over, and the frame keeps the weight prod(1 - m_f).
+    Returns (B, H, W, 3) uint8.
+    """
+    B, F, h, w, _ = crops_u8.shape
+    wh, ww = window
+    if mask.shape != (h, w) or priority.shape != (h, w):
+        raise ValueError(f'mask/priority shapes {mask.shape}/{priority.shape} != crop {(h, w)}')
+    H, W = frames_u8.shape[1:3]
+    frames = jnp.broadcast_to(frames_u8, (B, H, W, 3))
+    aux_pad = _pad1(jnp.stack([mask, priority], axis=-1).astype(jnp.float32))  # (h+2, w+2, 2)
+    limbs = _as_limbs(inv.reshape(B * F, *inv.shape[2:])).reshape(B, F, *inv.shape[2:])
+
+    def warp(crop, lm, origin):
+        taps = _bilinear_taps(lm, origin, window, (h, w))
+        return _bilinear(_pad1(crop), *taps), _bilinear(aux_pad, *taps)
+
+    # (B, F, wh, ww, 3) and (B, F, wh, ww, 2)
+    warped, aux = jax.vmap(jax.vmap(warp))(crops_u8, limbs, origins)
+    m = aux[..., :1] * present[:, :, None, None, None]
+    # Outside a crop the warped priority reads 0 (the zero border); m is 0 there as well.
+    weight = m * jnp.exp(aux[..., 1:] - FACE_PRIORITY_SHARPNESS)  # <= 1, no overflow
+
+    def put_add(acc, win, o):
+        cur = lax.dynamic_slice(acc, (o[0], o[1], 0), (wh, ww, acc.shape[-1]))
+        return lax.dynamic_update_slice(acc, cur + win, (o[0], o[1], 0))
+
+    def accumulate(b_warped, b_weight, b_m, b_origins):
+        # Full-frame sums over the faces: sum w * crop, sum w, and sum log(1 - m) (coverage).
+        num = jnp.zeros((H, W, 3), jnp.float32)
+        den = jnp.zeros((H, W, 1), jnp.float32)
+        keep = jnp.zeros((H, W, 1), jnp.float32)
+        for f in range(F):  # F is static and small (faces in one picture)
+            o = b_origins[f]
+            num = put_add(num, b_weight[f] * b_warped[f], o)
+            den = put_add(den, b_weight[f], o)
+            keep = put_add(keep, jnp.log1p(-jnp.minimum(b_m[f], 1.0 - 1e-7)), o)
+        return num, den, keep
+
+    num, den, log_keep = jax.vmap(accumulate)(warped, weight, m, origins)
+    cover = 1.0 - jnp.exp(log_keep)  # 1 - prod(1 - m_f): m where a single face covers
+    face = num / jnp.where(den > 0.0, den, 1.0)
+    orig = frames.astype(jnp.float32)
+    blend = cover * face + (1.0 - cover) * orig
+    new = jnp.clip(jnp.rint(blend), 0, 255).astype(jnp.uint8)
+    return jnp.where(cover <= 0.0, frames, new)

@@ -19,10 +19,11 @@ from liveportrait_jax.demo import output_label
 from liveportrait_jax.io.templates import DEFAULT_MAX_TEMPLATE_FRAMES
 from liveportrait_jax.pipeline import outputs as out_lib
 from liveportrait_jax.pipeline.chunks import Chunker
+from liveportrait_jax.pipeline.inputs import source_faces
 from liveportrait_jax.pipeline.options import AnimateOptions
 from liveportrait_jax.pipeline.outputs import Stages, burn_label  # noqa: F401  (public)
-from liveportrait_jax.pipeline.plan import Plan, plan_animation  # noqa: F401  (public)
-from liveportrait_jax.pipeline.read import media_from_frames, open_media
+from liveportrait_jax.pipeline.plan import Plan, plan_animation, plan_faces  # noqa: F401
+from liveportrait_jax.pipeline.read import Media, media_from_frames, open_media
 from liveportrait_jax.pipeline.render import render_to
 
 
@@ -48,7 +49,7 @@ class FramesResult:
 
 
 def run(models, source, driving, options, outputs_for, *, chunk, lip_array, animals, progress,
-        workers=None, keep_crops=False, panels=False):  # fmt: skip
+        workers=None, keep_crops=False, panels=False, motion_script=None):  # fmt: skip
     """Both passes over read.Media inputs; `outputs_for(plan, stages)` makes the Outputs.
 
     panels: the outputs include the comparison video (its driving crops are kept from the first
@@ -57,13 +58,24 @@ def run(models, source, driving, options, outputs_for, *, chunk, lip_array, anim
     stages = Stages()
     t0 = time.perf_counter()
     chunker = Chunker(chunk)
-    total = (1 if driving.kind == 'template' else driving.n_frames) + source.n_frames
+    drivings = list(driving) if isinstance(driving, (list, tuple)) else [driving]
+    face_indices = source_faces(source, options, animals=animals)
+    total = sum(1 if d.kind in ('template', 'script') else d.n_frames for d in drivings)
+    total += source.n_frames * len(face_indices)
     update, close = out_lib.progress_bar(total, 'motion (faces, M)', progress)
     try:
-        plan = plan_animation(
-            models, source, driving, options, chunker, stages, animals=animals,
-            lip_array=lip_array, workers=workers, keep_driving_crops=panels, progress=update,
-        )  # fmt: skip
+        if len(face_indices) == 1 and len(drivings) == 1:
+            plan = plan_animation(
+                models, source, drivings[0], options.replace(face_index=face_indices[0]),
+                chunker, stages, animals=animals, lip_array=lip_array, workers=workers,
+                keep_driving_crops=panels, progress=update, motion_script=motion_script,
+            )  # fmt: skip
+        else:
+            plan = plan_faces(
+                models, source, drivings, options, chunker, stages, face_indices,
+                lip_array=lip_array, workers=workers, keep_driving_crops=panels, progress=update,
+                motion_script=motion_script,
+            )  # fmt: skip
     finally:
         close()
     try:
@@ -73,8 +85,9 @@ def run(models, source, driving, options, outputs_for, *, chunk, lip_array, anim
             desc='render (W+G, paste-back)', keep_crops=keep_crops,
         )  # fmt: skip
     finally:
-        if plan.driving.crops is not None:
-            plan.driving.crops.close()
+        for p in getattr(plan, 'plans', [plan]):
+            if p.driving.crops is not None:
+                p.driving.crops.close()
     stages.add('total', time.perf_counter() - t0)
     return plan, outputs, stages, kept
 
@@ -95,13 +108,15 @@ def animate(
     max_template_frames=DEFAULT_MAX_TEMPLATE_FRAMES,
     keep_frames=False,
     workers=None,
+    motion_script=None,
 ):
     """Animates `source` with `driving` and writes the outputs to `output_dir`.
 
     Args:
       models: LivePortraitModels (loaded or random).
       source: path of a portrait image or a video.
-      driving: path of a driving video, a driving image or a motion template (.pkl).
+      driving: path of a driving video, a driving image or a motion template (.pkl); or a list
+        of them, one per face when options.faces chooses several (in the order of the faces).
       output_dir: created if needed; outputs are `<source>--<driving>.mp4` (or .jpg when both
         inputs are images), `..._concat.mp4`, optional `.gif`, and `<driving>.pkl`, the driving
         motion as a template (written here, never next to the input).
@@ -115,6 +130,8 @@ def animate(
       max_template_frames: refuse motion templates with more frames (None: no limit).
       keep_frames: also return the animated crops in the result (holds them all in memory).
       workers: landmark threads (default: faces.landmarks.default_workers()).
+      motion_script: path of a motion script (.yaml / .json) whose keyframed edits go on top of
+        the driving video's motion (a script can also be the driving input itself).
 
     Returns:
       AnimateResult with the output paths, frame count, fps and per-stage seconds.
@@ -126,8 +143,15 @@ def animate(
         raise ValueError(
             f'{src.name!r}: a motion template can drive an animation, not be its source'
         )
-    drv = open_media(driving, max_frames=max_frames, max_template_frames=max_template_frames)
-    still = not src.is_video and not drv.is_video
+    driving_paths = list(driving) if isinstance(driving, (list, tuple)) else [driving]
+    if not driving_paths:
+        raise ValueError('no driving input given')
+    drvs = [
+        open_media(d, max_frames=max_frames, max_template_frames=max_template_frames)
+        for d in driving_paths
+    ]
+    drv, driving = drvs[0], driving_paths[0]  # the first names the outputs and gives the audio
+    still = not src.is_video and not any(d.is_video for d in drvs)
     paths = out_lib.output_paths(output_dir, source, driving, options, still=still)
     fps = (src.fps if src.is_video else drv.fps) or options.output_fps
     os.makedirs(output_dir, exist_ok=True)
@@ -137,20 +161,29 @@ def animate(
             paths, fps, out_lib.audio_source(options, drv, src), label, stages, still=still
         )
 
+    script = None
+    if motion_script is not None:
+        from liveportrait_jax.pipeline.motion_script import load_script
+
+        script = load_script(motion_script)
     plan, outputs, stages, kept = run(
-        models, src, drv, options, outputs_for, chunk=chunk, lip_array=lip_array,
+        models, src, drvs, options, outputs_for, chunk=chunk, lip_array=lip_array,
         animals=animals, progress=progress, workers=workers, keep_crops=keep_frames,
-        panels=bool(paths['concat']),
+        panels=bool(paths['concat']), motion_script=script,
     )  # fmt: skip
     if still:
         out_lib.save_stills(outputs, paths)
     template_path = None
-    if drv.kind != 'template':
-        d = plan.driving
-        template_path = os.path.join(output_dir, f'{out_lib.stem(driving)}.pkl')
+    plans = getattr(plan, 'plans', [plan])
+    for path, media, p in zip(driving_paths, drvs, plans):  # per-face drivings: one per face
+        if media.kind in ('template', 'script'):  # a script's motion is the source's, edited
+            continue
+        d = p.driving
+        written = os.path.join(output_dir, f'{out_lib.stem(path)}.pkl')
         out_lib.save_driving_template(
-            template_path, d.motion, d.eye, d.lip, drv.fps if drv.fps else options.output_fps
+            written, d.motion, d.eye, d.lip, media.fps if media.fps else options.output_fps
         )
+        template_path = template_path or written
     return AnimateResult(
         paths['output'],
         paths['concat'],
@@ -175,18 +208,31 @@ def animate_frames(
     label=None,
     fps=None,
     workers=None,
+    motion_script=None,
 ):
     """In-memory animation (notebooks, web UI, ComfyUI): arrays in, arrays out.
 
     Args:
       source_frames: (S, H, W, 3) uint8 RGB; S = 1 is an image source, S > 1 a video source.
-      driving_frames: (N, H, W, 3) uint8 RGB; N = 1 is a driving image.
+      driving_frames: (N, H, W, 3) uint8 RGB; N = 1 is a driving image; or a list of such
+        arrays, one per face when options.faces chooses several; or a motion_script.MotionScript
+        (keyframed edits of the source's own motion).
+      motion_script: a MotionScript whose edits go on top of the driving frames' motion.
       Other arguments as `animate`.
     """
     options = options or AnimateOptions()
     label = output_label(models, label)
     src = media_from_frames(source_frames, name='<source>', fps=fps)
-    drv = media_from_frames(driving_frames, name='<driving>', fps=fps)
+    if hasattr(driving_frames, 'edit_arrays'):  # a motion script
+        s = driving_frames
+        drv = Media('<motion script>', 'script', s.n_frames, s.fps, script=s)
+    elif isinstance(driving_frames, (list, tuple)):  # one driving clip per face
+        drv = [
+            media_from_frames(d, name=f'<driving {i}>', fps=fps)
+            for i, d in enumerate(driving_frames)
+        ]
+    else:
+        drv = media_from_frames(driving_frames, name='<driving>', fps=fps)
 
     def outputs_for(plan, stages):
         # The arrays come back without the label; callers burn it where they show them.
@@ -199,6 +245,7 @@ def animate_frames(
     plan, outputs, stages, _ = run(
         models, src, drv, options, outputs_for, chunk=chunk, lip_array=lip_array,
         animals=animals, progress=False, workers=workers, keep_crops=True,
+        motion_script=motion_script,
     )  # fmt: skip
     frames = outputs.sinks['frames'].writer
     if label:

@@ -41,12 +41,14 @@ def compose_keypoints(
     drv_eye=None,
     drv_lip=None,
     lip_array=None,
+    edits=None,
 ):
     """Driving keypoints (N, K, 3) for every output frame, by the reference's rules.
 
     src: motion dict of the source, leading axis 1 (image) or N (video); drv: the driving motion
     (N frames); x_s: (1 or N, K, 3); src_eye (S, 2), src_lip (S, 1): source ratios or None;
     drv_eye (N, 2), drv_lip (N, 1): driving ratios or None.
+    edits: a motion script's edits on top of the driving motion (scripted.edits_on_top), or None.
     """
     n = drv['R'].shape[0]
     relative, region = options.flag_relative_motion, options.animation_region
@@ -68,6 +70,7 @@ def compose_keypoints(
         {k: drv[k] for k in ('R', 'exp', 'scale', 't')},
         smoothed,
         lip_array,
+        None if edits is None else {k: edits[k] for k in ('R', 'exp', 'mov_z')},
         relative=relative,
         region=region,
         source_is_video=source_is_video,
@@ -119,7 +122,7 @@ def compose_keypoints(
     elif retarget:
         log.warning('eye/lip retargeting needs source landmarks (no face found): skipped')
 
-    return np.asarray(
+    x_d = np.asarray(
         kernels.finalize(
             models,
             raw,
@@ -132,3 +135,29 @@ def compose_keypoints(
             lip_ratio,
         )
     )
+    if edits is not None:
+        x_d = x_d + script_openness(models, x_s, src_eye, src_lip, edits, n)
+    return x_d
+
+
+def script_openness(models, x_s, src_eye, src_lip, edits, n):
+    """(N, K, 3) eye / lip retargeting offsets towards a script's eye_open / lip_open targets
+    (zero where the script sets neither, or without source landmarks)."""
+    offset = np.zeros((n,) + x_s.shape[1:], np.float32)
+    for name, src_ratio, target in (
+        ('eye', src_eye, edits.get('eye_ratio')),
+        ('lip', src_lip, edits.get('lip_ratio')),
+    ):
+        if target is None:
+            continue
+        if src_ratio is None:
+            log.warning('the script sets %s openness, which needs source landmarks: skipped', name)
+            continue
+        ratio = np.concatenate(
+            [np.broadcast_to(src_ratio, (n, src_ratio.shape[1])), np.reshape(target, (n, 1))],
+            axis=1,
+        ).astype(np.float32)
+        offset = offset + np.asarray(
+            kernels.retarget(models, name, np.broadcast_to(x_s, offset.shape), ratio)
+        )
+    return offset

@@ -26,8 +26,11 @@ import numpy as np
 from liveportrait_jax import faces
 from liveportrait_jax.faces.crop import NETWORK_SIZE
 from liveportrait_jax.io import InputError
+from liveportrait_jax.pipeline.options import parse_faces
 
 log = logging.getLogger('liveportrait_jax')
+
+MAX_FACES = 8  # faces looked for when animating 'all' the faces of a source
 
 
 def resize_to_limit(img, max_dim=1280, division=2):
@@ -77,22 +80,39 @@ class SourceFrame:
     M_o2c: Optional[np.ndarray]  # (3, 3) frame -> crop (dsize), None without cropping
     M_c2o: Optional[np.ndarray]  # its inverse (crop -> frame, for paste-back)
     landmarks: Optional[np.ndarray]  # (478, 2) in crop pixels (dsize or 256), None if unknown
+    present: bool = True  # False: the face was not found in this frame (its crop is held)
 
 
-def _source_face_frames(media, options, frames, workers):
-    """(frame, Face or None) of the source's frames: an image is searched in static mode (with the
-    small-face search), a video tracked; no face is an error naming the file and frame."""
+def _source_face_frames(media, options, frames, workers, on_missing='raise'):
+    """(frame, Face, present) of the source's frames: an image is searched in static mode (with
+    the small-face search), a video tracked. No face is an error naming the file and frame, or,
+    with on_missing='hold' (one face of several), the frame keeps the previous frame's face and
+    present is False."""
     if media.kind == 'image':
         frame = next(iter(frames))
-        yield frame, faces.detect_face(frame, options.face_index, source_name=media.name)
+        yield frame, faces.detect_face(frame, options.face_index, source_name=media.name), True
         return
-    yield from faces.landmarks.track_faces_stream(
-        frames, options.face_index, source_name=media.name, workers=workers
+    prev = None
+    several = (
+        {} if on_missing == 'raise' else dict(max_num_faces=MAX_FACES, min_iou=0.3, static=True)
     )
+    for i, (frame, face) in enumerate(
+        faces.landmarks.track_faces_stream(
+            frames, options.face_index, source_name=media.name, on_missing=on_missing,
+            workers=workers, **several,
+        )
+    ):  # fmt: skip
+        if face is None:  # not there from the first frame on: nothing to hold
+            raise faces.NoFaceError(media.name, i, f'face {options.face_index} is not in frame 0')
+        yield frame, face, face is not prev  # the tracker hands back the same Face when held
+        prev = face
 
 
-def iter_source(media, options, *, animals=False, limit=None, workers=None):
-    """Yields a SourceFrame for each source frame (the first pass over the source)."""
+def iter_source(media, options, *, animals=False, limit=None, workers=None, on_missing='raise'):
+    """Yields a SourceFrame for each source frame (the first pass over the source).
+
+    on_missing: 'raise' (a frame without the face is an error) or 'hold' (one face of several: the
+    frame keeps the last crop, marked not present)."""
     workers = faces.landmarks.default_workers() if workers is None else workers
     frames = (
         resize_to_limit(f, options.source_max_dim, options.source_division)
@@ -121,7 +141,8 @@ def iter_source(media, options, *, animals=False, limit=None, workers=None):
                 res = faces.crop_animal(f, dsize=options.dsize, source_name=name)
             yield SourceFrame(i, f, res.image_256, res.M_o2c, res.M_c2o, None)
         return
-    for i, (f, face) in enumerate(_source_face_frames(media, options, frames, workers)):
+    face_frames = _source_face_frames(media, options, frames, workers, on_missing)
+    for i, (f, face, present) in enumerate(face_frames):
         res = faces.crop_source_image(
             f,
             face,
@@ -132,7 +153,32 @@ def iter_source(media, options, *, animals=False, limit=None, workers=None):
             flag_do_rot=options.flag_do_rot,
             source_name=name,
         )
-        yield SourceFrame(i, f, res.image_256, res.M_o2c, res.M_c2o, res.landmarks)
+        yield SourceFrame(i, f, res.image_256, res.M_o2c, res.M_c2o, res.landmarks, present)
+
+
+def source_faces(media, options, *, animals=False):
+    """Indices (largest first) of the source faces to animate: options.faces ('all': every face in
+    the first frame; '0,2': those), or (options.face_index,) when options.faces is empty."""
+    chosen = parse_faces(options.faces)
+    if chosen is None:
+        return (options.face_index,)
+    if animals or options.crop_box is not None or not options.flag_do_crop:
+        raise ValueError('faces: several faces need face detection and cropping (no crop_box, '
+                         'no animals mode, flag_do_crop on)')  # fmt: skip
+    first = resize_to_limit(
+        next(iter(media.frames(1))), options.source_max_dim, options.source_division
+    )
+    found = faces.landmarks.detect_faces(first, MAX_FACES, source_name=media.name)
+    if not found:
+        raise faces.NoFaceError(media.name, 0)
+    if chosen == 'all':
+        return tuple(range(len(found)))
+    missing = [i for i in chosen if i >= len(found)]
+    if missing:
+        raise faces.NoFaceError(
+            media.name, 0, f'faces {options.faces!r} requested but {len(found)} face(s) found'
+        )
+    return chosen
 
 
 def crop_source(image, options, *, animals=False, name='<image>'):

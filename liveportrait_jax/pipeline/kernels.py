@@ -70,6 +70,52 @@ def _render_paste_video(
     return _pasted(crops, frames, inv, origins, mask, window, keep_crops)
 
 
+def _render_faces(nets, f_s, x_s, x_d):
+    # Faces x frames on the batch axis: f_s, x_s, x_d (B, F, ...) -> crops (B, F, h, w, 3).
+    b, f = x_d.shape[:2]
+    rows = lambda a: a.reshape((b * f,) + a.shape[2:])  # noqa: E731
+    crops = _render(nets, rows(f_s), rows(x_s), rows(x_d))
+    return crops.reshape((b, f) + crops.shape[1:])
+
+
+def _pasted_faces(crops, frames, inv, origins, present, mask, priority, window, keep_crops):
+    out = {
+        'frames': paste.paste_faces_batch(
+            crops, frames, inv, origins, present, mask, priority, window=window
+        )
+    }
+    if keep_crops:
+        out['crops'] = crops[:, 0]  # the first face's crops (the crops output shows one face)
+    return out
+
+
+def _render_paste_faces_image(
+    nets, f_s, x_s, frame, inv, origins, mask, priority, x_d, *, window, keep_crops
+):
+    # One source image with F faces, resident on the device: f_s (F, ...), x_s (F, K, 3),
+    # inv (F, 2, 3, 4), origins (F, 2); x_d (B, F, K, 3).
+    b = x_d.shape[0]
+    per_frame = lambda a: jnp.broadcast_to(a[None], (b,) + a.shape)  # noqa: E731
+    crops = _render_faces(nets, per_frame(f_s), per_frame(x_s), x_d)
+    present = jnp.ones(x_d.shape[:2], jnp.float32)
+    return _pasted_faces(
+        crops, frame, per_frame(inv), per_frame(origins), present, mask, priority, window,
+        keep_crops,
+    )  # fmt: skip
+
+
+def _render_paste_faces_video(
+    nets, mask, priority, images_u8, x_s, x_d, frames, inv, origins, present, *, window,
+    keep_crops,
+):  # fmt: skip
+    # A source video with F faces: images_u8 (B, F, 256, 256, 3), frames (B, H, W, 3), present
+    # (B, F), the rest (B, F, ...).
+    b, f = x_d.shape[:2]
+    feats = _feature(nets, images_u8.reshape((b * f,) + images_u8.shape[2:]))
+    crops = _render_faces(nets, feats.reshape((b, f) + feats.shape[1:]), x_s, x_d)
+    return _pasted_faces(crops, frames, inv, origins, present, mask, priority, window, keep_crops)
+
+
 def _finalize(nets, raw, x_s, multiplier, lip_before, eye_before, eye_ratio, lip_ratio, *, options):
     return motion_lib.finalize(
         raw,
@@ -141,12 +187,43 @@ def render_paste_video(
     )(mask, images_u8, x_s, x_d, frames, inv, origins, window=window, keep_crops=keep_crops)
 
 
+def render_paste_faces_image(
+    models, f_s, x_s, frame, inv, origins, mask, priority, x_d, *, window, keep_crops
+):
+    """W + G and paste-back of F faces of one source image for a chunk of x_d (B, F, K, 3):
+    f_s (F, D, H, W, C), x_s (F, K, 3), frame (1, H, W, 3) uint8, inv (F, 2, 3, 4), origins
+    (F, 2), mask and priority (h_c, w_c) (ops.paste.paste_faces_batch). Returns {'frames':
+    (B, H, W, 3) uint8, 'crops': the first face's (B, h_c, w_c, 3) if keep_crops}."""
+    return models.bind(
+        _render_paste_faces_image, *_RENDER, static_argnames=('window', 'keep_crops')
+    )(f_s, x_s, frame, inv, origins, mask, priority, x_d, window=window, keep_crops=keep_crops)
+
+
+def render_paste_faces_video(
+    models, mask, priority, images_u8, x_s, x_d, frames, inv, origins, present, *, window,
+    keep_crops,
+):  # fmt: skip
+    """F + W + G and paste-back of F faces of a chunk of source-video frames: images_u8
+    (B, F, 256, 256, 3), x_s, x_d (B, F, K, 3), frames (B, H, W, 3), inv (B, F, 2, 3, 4), origins
+    (B, F, 2), present (B, F) float32 (0: the face is not in that frame, nothing is pasted)."""
+    return models.bind(
+        _render_paste_faces_video,
+        'appearance_feature_extractor',
+        *_RENDER,
+        static_argnames=('window', 'keep_crops'),
+    )(
+        mask, priority, images_u8, x_s, x_d, frames, inv, origins, present, window=window,
+        keep_crops=keep_crops,
+    )  # fmt: skip
+
+
 @functools.partial(
     jax.jit, static_argnames=('relative', 'region', 'source_is_video', 'driving_is_video')
 )
 def compose_raw(
-    src, drv, smoothed, lip_array, *, relative, region, source_is_video, driving_is_video
-):
+    src, drv, smoothed, lip_array, edits=None, *, relative, region, source_is_video,
+    driving_is_video,
+):  # fmt: skip
     """motion.compose_raw, jitted (one compilation per input kind and frame count)."""
     return motion_lib.compose_raw(
         src,
@@ -157,6 +234,7 @@ def compose_raw(
         driving_is_video=driving_is_video,
         lip_array=lip_array,
         smoothed=smoothed,
+        edits=edits,
     )
 
 

@@ -34,8 +34,9 @@ def _index_mask(k=21):
 
 
 def compose_raw(
-    src, drv, *, relative, region, source_is_video, driving_is_video, lip_array=None, smoothed=None
-):
+    src, drv, *, relative, region, source_is_video, driving_is_video, lip_array=None, smoothed=None,
+    edits=None,
+):  # fmt: skip
     """Driving keypoints before expression-friendly scaling, stitching and retargeting.
 
     Args:
@@ -50,6 +51,9 @@ def compose_raw(
       lip_array: (K, 3) neutral-lip expression, subtracted for a driving image in relative mode.
       smoothed: for a video source, dict exp (N, K, 3) and R (N, 3, 3): the Kalman-smoothed
         composed expression and rotation (see `source_video_targets`).
+      edits: a motion script's edits on top (pipeline/scripted.py), or None: dict R (N, 3, 3) the
+        head-rotation delta, applied before the composed rotation (x @ R_delta @ R_new); exp
+        (N, K, 3) added to the expression; mov_z (N,) multiplying the scale.
 
     Returns:
       (N, K, 3) driving keypoints.
@@ -101,6 +105,10 @@ def compose_raw(
             R_new, t_new = R_s, t_s
         scale_new = scale_s
     t_new = t_new.at[:, 2].set(0.0)
+    if edits is not None:
+        R_new = matmul(edits['R'], R_new)
+        exp_new = exp_new + edits['exp']
+        scale_new = scale_new * edits['mov_z'][:, None]
     return scale_new[:, :, None] * (matmul(kp_s, R_new) + exp_new) + t_new[:, None, :]
 
 

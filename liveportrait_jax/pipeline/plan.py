@@ -27,8 +27,10 @@ from liveportrait_jax.pipeline.inputs import (
     resize_256,
 )
 from liveportrait_jax.pipeline.read import DiskFrames, prefetch
+from liveportrait_jax.pipeline.scripted import script_edits, script_keypoints
 
 MOTION_KEYS = ('R', 'exp', 't', 'scale', 'kp', 'x_s')
+SOURCE_KEYS = MOTION_KEYS + ('pitch', 'yaw', 'roll')  # the angles: a motion script edits them
 
 
 @dataclasses.dataclass
@@ -45,6 +47,7 @@ class SourcePlan:
     lip: Optional[np.ndarray]  # (S, 1)
     image: Optional[np.ndarray] = None  # (H, W, 3) an image source's frame (it stays in memory)
     crop_256: Optional[np.ndarray] = None  # (256, 256, 3) an image source's crop
+    present: Optional[np.ndarray] = None  # (S,) bool: the face is in the frame (None: always)
 
     @property
     def is_video(self):
@@ -76,33 +79,37 @@ class Plan:
     x_d: np.ndarray  # (N, K, 3)
 
 
-def _motion_of(models, chunker, rows, progress):
+def _motion_of(models, chunker, rows, progress, keys=MOTION_KEYS):
     """M over a stream of rows whose first entry is a 256 crop; returns (motion, payload list)."""
     motion, payload = [], []
     fn = functools.partial(kernels.motion, models)
     for _, valid, out, extra in chunker.stream(fn, chunker.batches(rows, 1)):
-        motion.append({k: out[k].astype(np.float32) for k in MOTION_KEYS})
+        motion.append({k: out[k].astype(np.float32) for k in keys})
         payload.extend(zip(*extra) if extra else [()] * valid)
         progress(valid)
     if not motion:
         return None, payload
-    return {k: np.concatenate([m[k] for m in motion]) for k in MOTION_KEYS}, payload
+    return {k: np.concatenate([m[k] for m in motion]) for k in keys}, payload
 
 
 def source_pass(
-    models, media, options, chunker, stages, *, animals=False, limit=None, workers=None, progress
-):
-    """Reads, crops and runs M on every source frame (faces in their own thread)."""
+    models, media, options, chunker, stages, *, animals=False, limit=None, workers=None, progress,
+    on_missing='raise',
+):  # fmt: skip
+    """Reads, crops and runs M on every source frame (faces in their own thread). on_missing:
+    as inputs.iter_source ('hold' for one face of several in a video)."""
     first = {}
 
     def rows():
-        for sf in iter_source(media, options, animals=animals, limit=limit, workers=workers):
+        for sf in iter_source(
+            media, options, animals=animals, limit=limit, workers=workers, on_missing=on_missing
+        ):
             if sf.index == 0:
                 first['frame'], first['crop'] = sf.frame, sf.crop_256
-            yield sf.crop_256, sf.M_o2c, sf.M_c2o, sf.landmarks
+            yield sf.crop_256, sf.M_o2c, sf.M_c2o, sf.landmarks, sf.present
 
     stream = prefetch(stages.timed(rows(), 'faces: source'), chunker.chunk)
-    motion, extra = _motion_of(models, chunker, stream, progress)
+    motion, extra = _motion_of(models, chunker, stream, progress, SOURCE_KEYS)
     n = len(extra)
     M_o2c = None if extra[0][0] is None else np.stack([e[0] for e in extra])
     M_c2o = None if extra[0][1] is None else np.stack([e[1] for e in extra])
@@ -119,6 +126,7 @@ def source_pass(
         lip,
         image=None if media.is_video else first['frame'],
         crop_256=None if media.is_video else first['crop'],
+        present=np.array([e[3] for e in extra], bool),
     )
 
 
@@ -137,6 +145,8 @@ def driving_pass(
 
     A driving video's 256 crops are kept on disk when `keep_crops` (the comparison video shows them).
     """
+    if media.kind == 'script':  # no frames: it edits the source's own motion (scripted.py)
+        return DrivingPlan(media, media.n_frames, None, None, None)
     if media.kind == 'template':
         t = media.template
         motion = {k: getattr(t, k) for k in MOTION_KEYS}
@@ -210,8 +220,10 @@ def plan_animation(
     workers=None,
     keep_driving_crops=False,
     progress=lambda n: None,
+    motion_script=None,
 ):
-    """The first pass: motion of both inputs, then the driving keypoints of every output frame."""
+    """The first pass: motion of both inputs, then the driving keypoints of every output frame
+    (motion_script: edits on top of the driving motion, see scripted.py)."""
     with stages.host('motion pass'):
         drv = driving_pass(
             models, driving_media, options, chunker, stages, workers=workers,
@@ -228,10 +240,30 @@ def plan_animation(
             workers=workers,
             progress=progress,
         )
-    n = output_frames(src, drv)
+    return compose_plan(
+        models, src, drv, options, stages, lip_array=lip_array, motion_script=motion_script
+    )
+
+
+def compose_plan(models, src, drv, options, stages, *, lip_array=None, n=None, motion_script=None):
+    """The driving keypoints of every output frame (n: at most this many) from both passes;
+    motion_script: a motion_script.MotionScript whose edits go on top of the driving motion."""
+    n = output_frames(src, drv) if n is None else min(n, output_frames(src, drv))
     with stages.host('compose (keypoints, S)'):
         src_motion = take(src.motion, n) if src.is_video else src.motion
         x_s = src_motion['x_s']
+        num_kp = x_s.shape[1]
+        src_eye = None if src.eye is None else src.eye[:n] if src.is_video else src.eye
+        src_lip = None if src.lip is None else src.lip[:n] if src.is_video else src.lip
+        if drv.media.kind == 'script':
+            edits = script_edits(drv.media.script, n, drv.media.fps, num_kp)
+            x_d = script_keypoints(
+                models, take(src.motion, n), x_s, options, edits, src_eye=src_eye, src_lip=src_lip
+            )
+            return Plan(src, drv, n, x_s, x_d)
+        edits = None
+        if motion_script is not None:
+            edits = script_edits(motion_script, n, drv.media.fps or motion_script.fps, num_kp)
         x_d = compose_keypoints(
             models,
             src_motion,
@@ -240,12 +272,103 @@ def plan_animation(
             options,
             source_is_video=src.is_video,
             driving_is_video=drv.is_video,
-            src_eye=None if src.eye is None else src.eye[:n] if src.is_video else src.eye,
-            src_lip=None if src.lip is None else src.lip[:n] if src.is_video else src.lip,
+            src_eye=src_eye,
+            src_lip=src_lip,
             drv_eye=_cut(drv.eye, n),
             drv_lip=_cut(drv.lip, n),
             lip_array=None
             if lip_array is None
             else np.asarray(lip_array, np.float32).reshape(-1, 3),
+            edits=edits,
         )
     return Plan(src, drv, n, x_s, x_d)
+
+
+@dataclasses.dataclass
+class FacesPlan:
+    """Several faces of one source, each with its own Plan (its source crop and motion, its
+    driving, its keypoints); every plan has the same n_frames."""
+
+    plans: list
+    faces: tuple  # the faces' indices, largest first in the source's first frame
+
+    @property
+    def n_frames(self):
+        return self.plans[0].n_frames
+
+    @property
+    def source(self):
+        return self.plans[0].source
+
+    @property
+    def driving(self):
+        return self.plans[0].driving
+
+    @property
+    def x_d(self):
+        return self.plans[0].x_d
+
+
+def plan_faces(
+    models,
+    source_media,
+    driving_medias,
+    options,
+    chunker,
+    stages,
+    face_indices,
+    *,
+    lip_array=None,
+    workers=None,
+    keep_driving_crops=False,
+    progress=lambda n: None,
+    motion_script=None,
+):
+    """The first pass for several faces: each face's source pass (its own crops, motion and
+    ratios) and the driving pass of each distinct driving (one for every face, or one per face),
+    composed per face, so relative motion is relative to each face's own source. The animation
+    has as many frames as the shortest face's."""
+    if len(driving_medias) not in (1, len(face_indices)):
+        raise ValueError(
+            f'{len(driving_medias)} driving inputs for {len(face_indices)} faces: give one driving '
+            'input for every face, or one for all'
+        )
+    hold = 'hold' if len(face_indices) > 1 else 'raise'
+    with stages.host('motion pass'):
+        drivings = [
+            driving_pass(
+                models,
+                m,
+                options,
+                chunker,
+                stages,
+                workers=workers,
+                keep_crops=keep_driving_crops and i == 0,
+                progress=progress,
+            )  # fmt: skip
+            for i, m in enumerate(driving_medias)
+        ]
+        limit = min(source_limit(source_media, m) or np.inf for m in driving_medias)
+        sources = [
+            source_pass(
+                models,
+                source_media,
+                options.replace(face_index=j),
+                chunker,
+                stages,
+                limit=None if limit == np.inf else int(limit),
+                workers=workers,
+                progress=progress,
+                on_missing=hold,
+            )  # fmt: skip
+            for j in face_indices
+        ]
+    per_face = drivings * len(face_indices) if len(drivings) == 1 else drivings
+    n = min(output_frames(s, d) for s, d in zip(sources, per_face))
+    plans = [
+        compose_plan(
+            models, s, d, options, stages, lip_array=lip_array, n=n, motion_script=motion_script
+        )
+        for s, d in zip(sources, per_face)
+    ]
+    return FacesPlan(plans, tuple(face_indices))

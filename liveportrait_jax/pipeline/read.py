@@ -21,11 +21,12 @@ from liveportrait_jax.io.templates import DEFAULT_MAX_TEMPLATE_FRAMES, load_temp
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 VIDEO_EXTS = ('.mp4', '.mov', '.avi', '.webm', '.mkv', '.m4v', '.gif')
 TEMPLATE_EXTS = ('.pkl',)
+SCRIPT_EXTS = ('.yaml', '.yml', '.json')  # keyframed motion scripts (pipeline/motion_script.py)
 PREFETCH_FRAMES = 8  # decoded frames buffered ahead of their consumer (8 x 6 MB at 1080p)
 
 
 def kind_of(path):
-    """'image', 'video' or 'template' from the file name; a clear error otherwise."""
+    """'image', 'video', 'template' or 'script' from the file name; a clear error otherwise."""
     p = os.fspath(path)
     if not os.path.exists(p):
         raise InputError(f'{p!r}: file not found')
@@ -36,10 +37,12 @@ def kind_of(path):
         return 'video'
     if ext in TEMPLATE_EXTS:
         return 'template'
+    if ext in SCRIPT_EXTS:
+        return 'script'
     raise InputError(
         f'{p!r}: unsupported file type {ext or "(no extension)"}; expected an image '
-        f'({", ".join(IMAGE_EXTS)}), a video ({", ".join(VIDEO_EXTS)}) or a motion '
-        'template (.pkl)'
+        f'({", ".join(IMAGE_EXTS)}), a video ({", ".join(VIDEO_EXTS)}), a motion '
+        f'template (.pkl) or a motion script ({", ".join(SCRIPT_EXTS)})'
     )
 
 
@@ -47,7 +50,8 @@ def kind_of(path):
 class Media:
     """One input. `frames()` yields its (H, W, 3) uint8 RGB frames from the start, each call anew.
 
-    kind: 'image', 'video' or 'template' (a template has no frames, only `template`).
+    kind: 'image', 'video', 'template' (no frames, only `template`) or 'script' (no frames, only
+    `script`, a motion_script.MotionScript: keyframed edits of the source's own motion).
     n_frames: the frames the input says it has (at most max_frames); a damaged video may yield
     fewer (io warns), so passes count what they actually get.
     """
@@ -58,29 +62,36 @@ class Media:
     fps: Optional[float] = None
     has_audio: bool = False
     template: object = None  # io.MotionTemplate
+    script: object = None  # motion_script.MotionScript
     size: Optional[tuple] = None  # (width, height) of the frames; None for a template
     _open: Optional[Callable] = dataclasses.field(default=None, repr=False)
 
     @property
     def is_video(self):
-        return self.n_frames > 1 if self.kind == 'template' else self.kind == 'video'
+        return self.n_frames > 1 if self.kind in ('template', 'script') else self.kind == 'video'
 
     def frames(self, limit=None, *, ahead=PREFETCH_FRAMES):
         """Iterator over the first `limit` frames (all when None), decoded `ahead` in a thread."""
         if self._open is None:
-            raise ValueError(f'{self.name!r}: a motion template has no frames')
+            raise ValueError(f'{self.name!r}: a motion {self.kind} has no frames')
         n = self.n_frames if limit is None else min(limit, self.n_frames)
         it = self._open(n)
         return prefetch(it, ahead) if ahead and self.kind == 'video' else it
 
 
 def open_media(path, *, max_frames=None, max_template_frames=DEFAULT_MAX_TEMPLATE_FRAMES):
-    """Probes `path` (image, video or motion template) without decoding its frames."""
+    """Probes `path` (image, video, motion template or script) without decoding its frames."""
     kind = kind_of(path)
     name = os.fspath(path)
     if kind == 'template':
         t = load_template(path, max_frames=max_template_frames)
         return Media(name, 'template', t.n_frames, t.fps, template=t)
+    if kind == 'script':
+        from liveportrait_jax.pipeline.motion_script import load_script
+
+        s = load_script(path)
+        n = s.n_frames if max_frames is None else min(s.n_frames, int(max_frames))
+        return Media(name, 'script', n, s.fps, script=s)
     if kind == 'image':
         image = load_image(path)  # one frame: read now, so errors come before any work
         size = (image.shape[1], image.shape[0])

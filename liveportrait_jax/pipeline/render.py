@@ -12,11 +12,12 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from liveportrait_jax import faces
 from liveportrait_jax.ops import paste
 from liveportrait_jax.pipeline import kernels
-from liveportrait_jax.pipeline.inputs import iter_source_again
+from liveportrait_jax.pipeline.inputs import iter_source_again, resize_to_limit
 from liveportrait_jax.pipeline.outputs import at_size, progress_bar
 from liveportrait_jax.pipeline.read import prefetch
 
@@ -39,6 +40,17 @@ def output_size(models, num_kp):
     f_s = jax.eval_shape(lambda x: kernels.feature(models, x), img)
     out = jax.eval_shape(lambda f, a, b: kernels.render_image_source(models, f, a, b), f_s, kp, kp)
     return int(out.shape[1])
+
+
+def driving_crops(plan, panels):
+    """The driving 256 crops of the comparison panel, one per output frame (None without)."""
+    drv = plan.driving
+    if panels and drv is not None and drv.media.kind != 'template':
+        if drv.crops is not None:  # kept by the first pass (plan_animation)
+            return drv.crops.frames(plan.n_frames)
+        if not drv.is_video:
+            return itertools.repeat(drv.crop_256)
+    return itertools.repeat(None)
 
 
 class Renderer:
@@ -83,13 +95,8 @@ class Renderer:
         """Per output frame: the device inputs, then the host payload (driving and source 256
         crops for the comparison panel when `panels`, else None)."""
         plan, options = self.plan, self.options
-        src, drv, n = plan.source, plan.driving, plan.n_frames
-        drv_crops = itertools.repeat(None)
-        if panels and drv is not None and drv.media.kind != 'template':
-            if drv.crops is not None:  # kept by the first pass (plan_animation)
-                drv_crops = drv.crops.frames(n)
-            elif not drv.is_video:
-                drv_crops = itertools.repeat(drv.crop_256)
+        src, n = plan.source, plan.n_frames
+        drv_crops = driving_crops(plan, panels)
         if not src.is_video:
             for i, d in zip(range(n), drv_crops):
                 yield plan.x_d[i], d, src.crop_256 if panels else None
@@ -128,9 +135,94 @@ class Renderer:
         ]
 
 
+class FacesRenderer(Renderer):
+    """Several faces of one source (plan.FacesPlan): faces x frames on the batch axis of the same
+    chunks, each face pasted back with its own mask, overlaps shared (ops.paste.paste_faces_batch).
+    Items as Renderer's; 'crop' is the first face's."""
+
+    def __init__(self, models, plan, options, chunker, *, keep_crops):
+        self.models, self.plan, self.options, self.chunker = models, plan, options, chunker
+        plans, src = plan.plans, plan.source
+        if not pastes_back(options, src):
+            raise ValueError(
+                'several faces are pasted back into the source: they need flag_pasteback, '
+                'flag_do_crop and flag_stitching on'
+            )
+        self.paste, self.keep_crops = True, keep_crops
+        size = output_size(models, plan.x_d.shape[1])
+        rows = plan.n_frames if src.is_video else 1
+        M_c2o = np.stack(
+            [faces.crop.rescale_c2o(p.source.M_c2o[:rows], options.dsize, size) for p in plans],
+            axis=1,
+        ).reshape(-1, 3, 3)  # (rows * F, 3, 3), frame-major
+        n_faces = len(plans)
+        inv = paste.inverse_affine(M_c2o)
+        origins, self.window = paste.paste_window(src.frame_hw, M_c2o, size)
+        self.inv = inv.reshape((rows, n_faces) + inv.shape[1:])
+        self.origins = origins.reshape(rows, n_faces, 2)
+        self.mask = jax.device_put(faces.make_paste_back_mask(size))
+        self.priority = jax.device_put(paste.face_priority(size))
+        if not src.is_video:
+            crops = np.stack([p.source.crop_256 for p in plans])
+            self.f_s = kernels.feature(models, crops)
+            self.x_s = jax.device_put(np.concatenate([p.x_s[:1] for p in plans]))
+            self.frame = jax.device_put(src.image[None])
+            self.inv0 = jax.device_put(self.inv[0])
+            self.origin0 = jax.device_put(self.origins[0])
+
+    def fn(self, *arrays):
+        m, w, k = self.models, self.window, self.keep_crops
+        if not self.plan.source.is_video:
+            (x_d,) = arrays
+            return kernels.render_paste_faces_image(
+                m, self.f_s, self.x_s, self.frame, self.inv0, self.origin0, self.mask,
+                self.priority, x_d, window=w, keep_crops=k,
+            )  # fmt: skip
+        return kernels.render_paste_faces_video(
+            m, self.mask, self.priority, *arrays, window=w, keep_crops=k
+        )
+
+    def rows(self, *, panels):
+        plan, options = self.plan, self.options
+        plans, src, n = plan.plans, plan.source, plan.n_frames
+        drv_crops = driving_crops(plan, panels)
+        if not src.is_video:
+            for i, d in zip(range(n), drv_crops):
+                yield np.stack([p.x_d[i] for p in plans]), d, src.crop_256 if panels else None
+            return
+        frames = (
+            resize_to_limit(f, options.source_max_dim, options.source_division)
+            for f in src.media.frames(n)
+        )
+        for i, frame, d in zip(range(n), prefetch(frames, self.chunker.chunk), drv_crops):
+            crops = np.stack(
+                [
+                    faces.crop.crop_with_matrix(frame, p.source.M_o2c[i], options.dsize)
+                    for p in plans
+                ]
+            )
+            yield (
+                crops,
+                np.stack([p.x_s[i] for p in plans]),
+                np.stack([p.x_d[i] for p in plans]),
+                frame,
+                self.inv[i],
+                self.origins[i],
+                np.array([p.source.present[i] for p in plans], np.float32),
+                d,
+                crops[0] if panels else None,
+            )
+
+    @property
+    def n_device(self):
+        return 1 if not self.plan.source.is_video else 7
+
+
 def render_stream(models, plan, options, chunker, *, panels, keep_crops=False):
-    """Yields (start, items) chunk by chunk (see Renderer.items)."""
-    r = Renderer(models, plan, options, chunker, keep_crops=keep_crops or panels)
+    """Yields (start, items) chunk by chunk (see Renderer.items); `plan` is a plan.Plan, or a
+    plan.FacesPlan for several faces."""
+    kind = FacesRenderer if hasattr(plan, 'plans') else Renderer
+    r = kind(models, plan, options, chunker, keep_crops=keep_crops or panels)
     rows = r.rows(panels=panels)
     try:
         for start, valid, out, payload in chunker.stream(r.fn, chunker.batches(rows, r.n_device)):
