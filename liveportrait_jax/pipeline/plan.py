@@ -152,7 +152,7 @@ def driving_pass(
         motion = {k: getattr(t, k) for k in MOTION_KEYS}
         n = t.n_frames if limit is None else min(limit, t.n_frames)
         eye, lip = t.c_eyes, t.c_lip
-        return DrivingPlan(media, n, take(motion, n), _cut(eye, n), _cut(lip, n))
+        return steady(DrivingPlan(media, n, take(motion, n), _cut(eye, n), _cut(lip, n)), options)
     w, h = media.size
     disk = DiskFrames() if keep_crops and media.is_video else None
     if needs_driving_crop(options, w, h):
@@ -183,7 +183,25 @@ def driving_pass(
     crop_256 = None
     if not media.is_video:
         crop_256 = next(iter(iter_driving_crops(media, options, geometry, 1)))
-    return DrivingPlan(media, n, motion, eye, lip, geometry, crop_256, disk)
+    return steady(DrivingPlan(media, n, motion, eye, lip, geometry, crop_256, disk), options)
+
+
+def steady(plan, options):
+    """The driving plan with its motion and eye/lip ratios smoothed over time as
+    options.motion_smoothing says (smoothing.py); unchanged for 'none' or a single frame. What
+    comes out is the motion used, and what `<driving>.pkl` holds."""
+    if options.motion_smoothing == 'none' or plan.n_frames < 2:
+        return plan
+    from liveportrait_jax.pipeline import steady as smoothing
+
+    method, strength = options.motion_smoothing, options.motion_smoothing_strength
+    fps = plan.media.fps or options.output_fps
+
+    def series(a):
+        return None if a is None else smoothing.smooth_series(a, method, strength, fps)
+
+    motion = smoothing.smooth_motion(plan.motion, method, strength, fps)
+    return dataclasses.replace(plan, motion=motion, eye=series(plan.eye), lip=series(plan.lip))
 
 
 def _cut(a, n):
