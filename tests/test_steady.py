@@ -109,9 +109,9 @@ def test_pipeline_smooths_driving_and_template_holds_it(models, tmp_path):
 
     raw, smoothed = load_template(plain.template), load_template(steady.template)
     assert jitter(smoothed.x_s) < jitter(raw.x_s)
-    np.testing.assert_allclose(
-        smoothed.R, smooth_motion({'R': raw.R}, 'kalman', fps=raw.fps or 25.0)['R'], atol=1e-5
-    )
+    want = smooth_motion({'R': raw.R, 'exp': raw.exp}, 'kalman', fps=raw.fps or 25.0)
+    np.testing.assert_allclose(smoothed.R, want['R'], atol=1e-5)
+    np.testing.assert_allclose(smoothed.exp, want['exp'], atol=1e-6)
     # Reusing the written template reproduces the smoothed animation's keypoints.
     again = animate(
         models, src, steady.template, str(tmp_path / 'c'), base, progress=False, label='',

@@ -197,8 +197,9 @@ def steady(plan, options):
     method, strength = options.motion_smoothing, options.motion_smoothing_strength
     fps = plan.media.fps or options.output_fps
 
-    def series(a):
-        return None if a is None else smoothing.smooth_series(a, method, strength, fps)
+    def series(a):  # eye/lip openness: an expression, smoothed as the expression is
+        share = smoothing.EXPRESSION_SHARE
+        return None if a is None else smoothing.smooth_series(a, method, strength * share, fps)
 
     motion = smoothing.smooth_motion(plan.motion, method, strength, fps)
     return dataclasses.replace(plan, motion=motion, eye=series(plan.eye), lip=series(plan.lip))
