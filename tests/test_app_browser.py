@@ -322,3 +322,32 @@ def test_app_in_chromium(browser, served, media, tmp_path):
     assert not external, f'the page tried to reach other hosts: {external}'
     if page_errors:
         print('page errors:', page_errors)
+
+
+def test_editor_keyframes_and_script_driving(models, media, tmp_path):
+    """The editor's "Add keyframe" writes a script the animation tab can be driven by; the
+    animation tab's faces and smoothing controls reach the pipeline."""
+    from liveportrait_jax.app.handlers import AppHandlers
+    from liveportrait_jax.pipeline import editing
+    from liveportrait_jax.pipeline.motion_script import load_script
+
+    h = AppHandlers(models, str(tmp_path))
+    image = {'path': media['source']}
+    neutral = [s.neutral for s in editing.SLIDERS]
+    text, path = h.add_keyframe('', 0.0, 0.5, 8, image, 2.5, True, None, None, *neutral)
+    turned = list(neutral)
+    turned[editing.SLIDER_NAMES.index('head_yaw')] = 10.0
+    text, path = h.add_keyframe(text, 0.4, 0.5, 8, image, 2.5, True, None, None, *turned)
+    script = load_script(path)
+    assert script.n_frames == 4 and 'yaw: 10' in text
+    assert script.sliders(0) == editing.EditSliders()
+    with pytest.raises(gr.Error, match='within the duration'):
+        h.add_keyframe(text, 9.0, 0.5, 8, image, 2.5, True, None, None, *neutral)
+    no_progress = lambda *a, **k: None  # noqa: E731
+    inputs = [{'path': media['source']}, None, None, None, None]
+    inputs += [False, True, True, True, True, 'all', 'expression-friendly', 1.0, False]
+    inputs += [2.3, 0.0, -0.125, 2.2, 0.0, -0.1, 3e-7, 4, 'Image', 'Script']
+    out = h.animate(*inputs, '', 'kalman', 1.0, {'path': path}, progress=no_progress)
+    assert out[0]['value'].endswith('--editor_script.mp4')
+    with pytest.raises(gr.Error, match="faces must be 'all'"):
+        h.animate(*inputs, 'two', 'none', 1.0, {'path': path}, progress=no_progress)

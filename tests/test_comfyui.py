@@ -8,6 +8,7 @@ import liveportrait_jax as lp
 from liveportrait_jax.integrations.comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from liveportrait_jax.integrations.comfyui.nodes import (
     LivePortraitLoader,
+    LivePortraitMotionScript,
     LivePortraitPipe,
     LivePortraitProcess,
     models_on_device,
@@ -62,7 +63,7 @@ def check_images(x, n, size):
 def test_registration():
     assert set(NODE_CLASS_MAPPINGS) == set(NODE_DISPLAY_NAME_MAPPINGS)
     classes = set(NODE_CLASS_MAPPINGS.values())
-    assert classes == {LivePortraitLoader, LivePortraitProcess}
+    assert classes == {LivePortraitLoader, LivePortraitProcess, LivePortraitMotionScript}
     names = {NODE_CLASS_MAPPINGS[k]: v for k, v in NODE_DISPLAY_NAME_MAPPINGS.items()}
     assert names[LivePortraitLoader] == 'LivePortrait (JAX) Loader'
     assert names[LivePortraitProcess] == 'LivePortrait (JAX) Process'
@@ -133,7 +134,10 @@ def test_process_contract():
         assert t == 'BOOLEAN' and conf['default'] is default, name
     device = spec['optional']['device']
     assert list(device[0]) == ['CPU', 'GPU'] and device[1]['default'] in ('CPU', 'GPU')
-    assert set(spec['optional']) == {'device'}
+    assert set(spec['optional']) == {
+        'device', 'faces', 'motion_smoothing', 'motion_smoothing_strength', 'motion_script',
+        'script_mode',
+    }  # fmt: skip
     assert LivePortraitProcess.RETURN_TYPES == ('IMAGE', 'IMAGE')
     assert LivePortraitProcess.RETURN_NAMES == ('cropped_images', 'full_images')
     assert LivePortraitProcess.FUNCTION == 'process'
@@ -355,3 +359,41 @@ def test_torch_conversion_without_torch(pipe, source, driving, single, monkeypat
     assert crops.array.dtype == np.float32 and full.array.shape == (N_DRIVING, 512, 512, 3)
     # float16 input: the same uint8 pixels up to rounding, so (nearly) the same animation.
     assert np.abs(crops.array - single[0]).mean() < 0.02
+
+
+# ----------------------------------------------------------------------------------------------
+# Motion scripts, several faces, steady motion
+
+
+def test_motion_script_node_and_process(pipe, source, driving):
+    spec = LivePortraitMotionScript.INPUT_TYPES()['required']
+    assert spec['interpolation'][0] == ['smooth', 'linear']
+    script, n = LivePortraitMotionScript().build(0.5, 8.0, 'smooth', '0:\n0.375: yaw=12, aaa=30')
+    assert n == 4 and script.n_frames == 4 and script.sliders(3).head_yaw == 12
+    whole, _ = LivePortraitMotionScript().build(
+        1.0, 8.0, 'linear', '{duration: 0.25, keyframes: [{time: 0, smile: 0.5}]}'
+    )
+    assert whole.n_frames == 2 and whole.sliders(0).smile == 0.5
+    with pytest.raises(ValueError, match="keyframes line 2 .*'yaw' is not control=value"):
+        LivePortraitMotionScript().build(1.0, 8.0, 'smooth', '0:\n0.5: yaw')
+    with pytest.raises(ValueError, match="unknown control 'nod'"):
+        LivePortraitMotionScript().build(1.0, 8.0, 'smooth', '0.5: nod=1')
+    crops, frames = LivePortraitProcess().process(pipe, source, driving, motion_script=script)
+    check_images(frames, 4, (512, 512))  # the script's frames, driving_images ignored
+    on_top = LivePortraitProcess().process(
+        pipe, source, driving, motion_script=script, script_mode='on top of the driving images'
+    )
+    check_images(on_top[1], N_DRIVING, (512, 512))
+
+
+def test_faces_and_smoothing_inputs(pipe, source, driving, single):
+    opt = LivePortraitProcess.INPUT_TYPES()['optional']
+    assert opt['faces'][0] == 'STRING' and opt['faces'][1]['default'] == ''
+    assert opt['motion_smoothing'][0] == ['none', 'one-euro', 'kalman']
+    steady = LivePortraitProcess().process(pipe, source, driving, motion_smoothing='kalman')
+    check_images(steady[1], N_DRIVING, (512, 512))
+    assert not np.array_equal(steady[1], single[1])
+    one = LivePortraitProcess().process(pipe, source, driving, faces='all')  # one face here
+    check_images(one[1], N_DRIVING, (512, 512))
+    with pytest.raises(ValueError, match="faces must be 'all'"):
+        LivePortraitProcess().process(pipe, source, driving, faces='first')

@@ -186,6 +186,10 @@ class AppHandlers:
         chunk,
         source_tab,
         driving_tab,
+        faces='',
+        motion_smoothing='none',
+        motion_smoothing_strength=1.0,
+        driving_script=None,
         progress=gr.Progress(track_tqdm=True),
     ):
         """Human animation; returns updates for (video, concat video, image, concat image,
@@ -196,6 +200,7 @@ class AppHandlers:
             'Video': payload_path(driving_video),
             'Image': payload_path(driving_image),
             'Pickle': payload_path(driving_pickle),
+            'Script': payload_path(driving_script),
         }
         source = _pick(sources, source_tab or 'Image')
         driving = _pick(drivings, driving_tab or 'Video')
@@ -383,6 +388,36 @@ class AppHandlers:
         res = editing.render_edit(self.models, prepared, sliders, stitching=bool(stitching))
         return res.crop, res.pasted
 
+    @user_errors
+    def add_keyframe(self, script_text, time, duration, fps, image, scale, do_crop, *values):
+        """The editor's sliders (eye_ratio, lip_ratio, then editing.SLIDER_NAMES) as a keyframe
+        at `time` of the motion script in `script_text` (YAML; empty: a new script of `duration`
+        seconds at `fps`). Eye/lip targets are kept only where they differ from the portrait's own
+        ratios. Returns (the script's YAML, a downloadable .yaml file)."""
+        import yaml
+
+        from liveportrait_jax.pipeline import motion_script
+
+        data = yaml.safe_load(script_text) if (script_text or '').strip() else None
+        if not isinstance(data, dict):
+            data = {'duration': _float(duration, 'duration'), 'fps': _float(fps, 'fps'),
+                    'interpolation': 'smooth', 'keyframes': []}  # fmt: skip
+        data['duration'] = max(float(data.get('duration', 0)), _float(duration, 'duration'))
+        eye, lip, *rest = values
+        own = self._prepare(image, scale, do_crop) if payload_path(image) else None
+        sliders = editing.EditSliders(
+            eye_ratio=_differs_or_none(eye, own and own.source_eye_open),
+            lip_ratio=_differs_or_none(lip, own and own.source_lip_open),
+            **{k: _float(v, k) for k, v in zip(editing.SLIDER_NAMES, rest)},
+        )
+        key = motion_script.script_from_sliders([(_float(time, 'time'), sliders)], 1.0)
+        frame = key['keyframes'][0]
+        frames = [kf for kf in data.get('keyframes') or [] if kf.get('time') != frame['time']]
+        data['keyframes'] = sorted(frames + [frame], key=lambda kf: kf['time'])
+        path = os.path.join(self._run_dir('scripts'), 'editor_script.yaml')
+        motion_script.save_script(data, path)  # validates: a bad time is a clear error
+        return motion_script.dump_script(data, path), path
+
     # -- video lip retargeting ----------------------------------------------------------------
 
     @user_errors
@@ -418,6 +453,13 @@ class AppHandlers:
         )
         gr.Info('Done!', duration=2)
         return out.concat, out.output
+
+
+def _differs_or_none(value, own):
+    """An openness target for a keyframe: None when it is the portrait's own (no edit)."""
+    if value is None or (own is not None and abs(float(value) - own) < 1e-6):
+        return None
+    return _float(value, 'openness target')
 
 
 def _pick(paths, tab):

@@ -50,6 +50,8 @@ def _control(name, value=None, label=None):
         return gr.Radio(list(m['choices']), value=value, **kw)
     if name == 'crop_box':
         return gr.Textbox(','.join(map(str, value or ())), placeholder='e.g. 120,80,420,380', **kw)
+    if field.type is str:
+        return gr.Textbox(value, **kw)
     return gr.Number(
         value,
         minimum=m['min'],
@@ -234,7 +236,16 @@ def _human_animation(h, default_chunk, demo_media):
                         file_types=['.pkl'],
                         elem_id='lp-driving-pickle',
                     )
-            _selected([(d_vid, 'Video'), (d_img, 'Image'), (d_pkl, 'Pickle')], driving_tab)
+                with gr.Tab('Driving Script') as d_script:
+                    driving_script = gr.File(
+                        label='motion script (.yaml / .json; the editor below makes one)',
+                        file_types=['.yaml', '.yml', '.json'],
+                        elem_id='lp-driving-script',
+                    )
+            _selected(
+                [(d_vid, 'Video'), (d_img, 'Image'), (d_pkl, 'Pickle'), (d_script, 'Script')],
+                driving_tab,
+            )
             with gr.Accordion('Cropping options for the driving video', open=True):
                 c.update(_controls(DRIVING_CROP_FIELDS))
     if demo_media:
@@ -259,6 +270,7 @@ def _human_animation(h, default_chunk, demo_media):
                 )
             )
         )
+        c.update(_controls(('faces', 'motion_smoothing', 'motion_smoothing_strength')))
         chunk = _chunk_control(default_chunk, 'lp-chunk')
     button = gr.Button('Animate', variant='primary', elem_id='lp-animate-btn')
     with gr.Row():
@@ -287,7 +299,7 @@ def _human_animation(h, default_chunk, demo_media):
 
     source_image.upload(h.check_image, source_image, None, preprocess=False)
     driving_image.upload(h.check_image, driving_image, None, preprocess=False)
-    for comp in (source_video, driving_video, driving_pickle):
+    for comp in (source_video, driving_video, driving_pickle, driving_script):
         comp.upload(h.check_media, comp, None, preprocess=False)
     c.update(
         source_image=source_image,
@@ -295,6 +307,7 @@ def _human_animation(h, default_chunk, demo_media):
         driving_video=driving_video,
         driving_image=driving_image,
         driving_pickle=driving_pickle,
+        driving_script=driving_script,
         chunk=chunk,
         source_tab=source_tab,
         driving_tab=driving_tab,
@@ -452,6 +465,27 @@ def _image_editing(h, demo_media):
         with gr.Column():
             out_pasted = _out_image('Paste-back result', 'lp-edit-pasted', type='numpy')
     gr.ClearButton([image, out_crop, out_pasted], value='Clear')
+    with gr.Accordion('Motion script: save the sliders as keyframes', open=False):
+        gr.Markdown(
+            'Set the sliders, choose a time and press **Add keyframe**; the script drives an '
+            'animation (Driving Script tab above, or `animate -d script.yaml`). README: '
+            '"Motion scripts".'
+        )
+        with gr.Row():
+            key_time = gr.Number(0.0, minimum=0.0, label='keyframe time (s)', elem_id='lp-key-time')
+            key_duration = gr.Number(3.0, minimum=0.04, label='script duration (s)')
+            key_fps = gr.Number(25.0, minimum=1.0, label='fps')
+            add_key = gr.Button('Add keyframe', elem_id='lp-add-key')
+        with gr.Row():
+            script_text = gr.Code('', language='yaml', label='script', elem_id='lp-script-text')
+            script_file = gr.File(label='download the script', elem_id='lp-script-file')
+    add_key.click(
+        h.add_keyframe,
+        [script_text, key_time, key_duration, key_fps, image, scale, do_crop, eye, lip] + ordered,
+        [script_text, script_file],
+        preprocess=False,
+        **DEVICE,
+    )
 
     inputs = [eye, lip] + ordered + [image, scale, stitching, do_crop]
     image.change(

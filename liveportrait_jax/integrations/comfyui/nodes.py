@@ -307,21 +307,33 @@ OPTION_FIELDS = {
     'stitching': 'flag_stitching',
     'relative': 'flag_relative_motion',
 }
+# Optional inputs (workflows saved before they existed keep working): several faces, steady motion.
+OPTIONAL_OPTION_FIELDS = {
+    'faces': 'faces',
+    'motion_smoothing': 'motion_smoothing',
+    'motion_smoothing_strength': 'motion_smoothing_strength',
+}
 # Where the ComfyUI node's default differs from the reference CLI's: it starts from closed lips.
 NODE_DEFAULTS = {'lip_zero': True}
+SCRIPT_TYPE = 'LP_MOTION_SCRIPT'
+SCRIPT_MODES = ('drive', 'on top of the driving images')
 
 
 def _option_input(name):
     """The ComfyUI input spec of option input `name`, from the AnimateOptions schema."""
-    field = SCHEMA[OPTION_FIELDS[name]]
+    field = SCHEMA[OPTION_FIELDS.get(name) or OPTIONAL_OPTION_FIELDS[name]]
     conf = {'default': NODE_DEFAULTS.get(name, field.default), 'tooltip': field.metadata['help']}
     if field.type is bool:
         return 'BOOLEAN', conf
+    if field.metadata['choices']:
+        return list(field.metadata['choices']), conf
+    if field.type is str:
+        return 'STRING', conf
     conf.update({k: field.metadata[k] for k in ('min', 'max', 'step')})
     return ('INT' if field.type is int else 'FLOAT'), conf
 
 
-_D = {name: _option_input(name)[1]['default'] for name in OPTION_FIELDS}
+_D = {name: _option_input(name)[1]['default'] for name in (*OPTION_FIELDS, *OPTIONAL_OPTION_FIELDS)}
 
 
 class LivePortraitProcess:
@@ -355,6 +367,21 @@ class LivePortraitProcess:
                         'tooltip': 'JAX device to run on (GPU needs a CUDA/ROCm build of JAX)',
                     },
                 ),
+                **{name: _option_input(name) for name in OPTIONAL_OPTION_FIELDS},
+                'motion_script': (
+                    SCRIPT_TYPE,
+                    {
+                        'tooltip': 'keyframed motion from the "LivePortrait (JAX) Motion Script" node'
+                    },
+                ),
+                'script_mode': (
+                    list(SCRIPT_MODES),
+                    {
+                        'default': SCRIPT_MODES[0],
+                        'tooltip': 'drive: the script alone moves the source (driving_images '
+                        'ignored); on top: its edits add to the driving motion',
+                    },
+                ),
             },
         }
 
@@ -375,6 +402,11 @@ class LivePortraitProcess:
         stitching=_D['stitching'],
         relative=_D['relative'],
         device=None,
+        faces=_D['faces'],
+        motion_smoothing=_D['motion_smoothing'],
+        motion_smoothing_strength=_D['motion_smoothing_strength'],
+        motion_script=None,
+        script_mode=SCRIPT_MODES[0],
     ):
         inputs = locals()
         if not isinstance(pipeline, LivePortraitPipe):
@@ -384,8 +416,9 @@ class LivePortraitProcess:
             )
         # Validated by the schema before any work (its errors name the field: the numeric inputs
         # have the fields' names).
+        fields = {**OPTION_FIELDS, **OPTIONAL_OPTION_FIELDS}
         options = options_from_values(
-            {field: inputs[name] for name, field in OPTION_FIELDS.items()},
+            {field: inputs[name] for name, field in fields.items()},
             base=pipeline.options,
             flag_do_crop=True,
             flag_pasteback=True,
@@ -404,7 +437,20 @@ class LivePortraitProcess:
                 'driving image, or the frames of a driving video as a batch)'
             )
         driving = np.stack([_resize(f, driving[0].shape[:2]) for f in driving])
-        crops, frames = self._run(pipeline, sources, driving, options, resolve_device(device))
+        if script_mode not in SCRIPT_MODES:
+            raise ValueError(f'script_mode must be one of {SCRIPT_MODES}, got {script_mode!r}')
+        on_top = None
+        if motion_script is not None:
+            if not hasattr(motion_script, 'edit_arrays'):
+                raise TypeError('motion_script must come from the "LivePortrait (JAX) Motion '
+                                f'Script" node, got {type(motion_script).__name__}')  # fmt: skip
+            if script_mode == SCRIPT_MODES[0]:
+                driving = motion_script
+            else:
+                on_top = motion_script
+        crops, frames = self._run(
+            pipeline, sources, driving, options, resolve_device(device), on_top
+        )
 
         crops = np.concatenate(crops).astype(np.float32) / 255.0
         frames = np.concatenate(frames).astype(np.float32) / 255.0
@@ -415,7 +461,7 @@ class LivePortraitProcess:
         return crops, frames
 
     @staticmethod
-    def _run(pipeline, sources, driving, options, device):
+    def _run(pipeline, sources, driving, options, device, motion_script=None):
         import jax
 
         from liveportrait_jax.demo import output_label
@@ -428,7 +474,8 @@ class LivePortraitProcess:
         kwargs = {}
         if device is not None and 'devices' in inspect.signature(animate_frames).parameters:
             kwargs['devices'] = [device]
-        bar = _progress_bar(len(sources) * len(driving))
+        n_driving = driving.n_frames if hasattr(driving, 'n_frames') else len(driving)
+        bar = _progress_bar(len(sources) * n_driving)
         crops, frames = [], []
         # Entering jax.default_device changes the jit cache key (everything compiles again), so
         # only do it when the device is not already JAX's default.
@@ -444,9 +491,10 @@ class LivePortraitProcess:
                         src[None],
                         driving,
                         options,
-                        chunk=max(1, min(int(pipeline.chunk), len(driving))),
+                        chunk=max(1, min(int(pipeline.chunk), n_driving)),
                         animals=pipeline.animals,
                         label=label or '',
+                        motion_script=motion_script,
                         **kwargs,
                     )
                 except ValueError as e:  # no face, unreadable input: say which source image
@@ -484,12 +532,80 @@ def _progress_bar(total):
         return None
 
 
+class LivePortraitMotionScript:
+    """Builds a keyframed motion script (README "Motion scripts") for the Process node."""
+
+    DESCRIPTION = (
+        "A motion script: keyframes of the portrait editor's controls over time (pitch, yaw, "
+        'roll, x, y, z, smile, wink, eyebrow, gaze_x, gaze_y, eye_open, lip_open, pouting, '
+        'pursing, grin, aaa, eee, woo). keyframes: one per line, "time: control=value, ...", '
+        'e.g. "1.0: yaw=15, smile=0.6"; or YAML/JSON text of a whole script.'
+    )
+    RETURN_TYPES = (SCRIPT_TYPE, 'INT')
+    RETURN_NAMES = ('motion_script', 'frames')
+    FUNCTION = 'build'
+    CATEGORY = CATEGORY
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            'required': {
+                'duration': ('FLOAT', {'default': 3.0, 'min': 0.04, 'max': 3600.0, 'step': 0.1}),
+                'fps': ('FLOAT', {'default': 25.0, 'min': 1.0, 'max': 240.0, 'step': 1.0}),
+                'interpolation': (['smooth', 'linear'], {'default': 'smooth'}),
+                'keyframes': (
+                    'STRING',
+                    {'multiline': True, 'default': '0: \n1.0: yaw=15, smile=0.6\n2.0: yaw=0'},
+                ),
+            }
+        }
+
+    def build(self, duration, fps, interpolation, keyframes):
+        from liveportrait_jax.pipeline.motion_script import parse_script
+
+        data = script_from_text(keyframes, duration, fps, interpolation)
+        script = parse_script(data, '<ComfyUI motion script>')
+        return script, script.n_frames
+
+
+def script_from_text(text, duration, fps, interpolation):
+    """A script dict from the node's keyframes text: lines "time: control=value, ..." (blank lines
+    and # comments skipped), or the YAML/JSON text of a whole script (whose keys win)."""
+    import yaml
+
+    stripped = (text or '').strip()
+    if stripped.startswith(('{', 'duration', 'keyframes')):
+        data = yaml.safe_load(stripped)  # JSON is YAML too
+        if not isinstance(data, dict):
+            raise ValueError('keyframes: a whole script must be a mapping')
+        return {'duration': duration, 'fps': fps, 'interpolation': interpolation, **data}
+    frames = []
+    for n, line in enumerate(stripped.splitlines(), 1):
+        line = line.split('#', 1)[0].strip()
+        if not line:
+            continue
+        time, _, rest = line.partition(':')
+        try:
+            kf = {'time': float(time)}
+            for item in filter(None, (p.strip() for p in rest.split(','))):
+                key, eq, value = item.partition('=')
+                if not eq:
+                    raise ValueError(f'{item!r} is not control=value')
+                kf[key.strip()] = float(value)
+        except ValueError as e:
+            raise ValueError(f'keyframes line {n} ({line!r}): {e}') from None
+        frames.append(kf)
+    return {'duration': duration, 'fps': fps, 'interpolation': interpolation, 'keyframes': frames}
+
+
 NODE_CLASS_MAPPINGS = {
     'LivePortraitJAXLoader': LivePortraitLoader,
     'LivePortraitJAXProcess': LivePortraitProcess,
+    'LivePortraitJAXMotionScript': LivePortraitMotionScript,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
     'LivePortraitJAXLoader': 'LivePortrait (JAX) Loader',
     'LivePortraitJAXProcess': 'LivePortrait (JAX) Process',
+    'LivePortraitJAXMotionScript': 'LivePortrait (JAX) Motion Script',
 }
