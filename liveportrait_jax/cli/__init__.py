@@ -27,6 +27,8 @@ SUBCOMMANDS = {
     'app': 'app',
     'train': 'train',
     'prepare-data': 'prepare_data',
+    'batch': 'batch',
+    'eval': 'eval',
 }
 
 # Signals that end a command cleanly (besides SIGINT, which Python raises as KeyboardInterrupt).

@@ -46,6 +46,10 @@ def add_parser(sub):
 
 
 def run(args):
+    from liveportrait_jax import distributed
+
+    # Before anything starts JAX (the models): several processes split the videos.
+    index, count = distributed.initialize()
     from liveportrait_jax.demo import load_models_or_demo
     from liveportrait_jax.training.data import prepare_data
 
@@ -53,8 +57,9 @@ def run(args):
         args.weights, demo=bool(args.random_weights), demo_config=args.random_weights or 'tiny'
     )
     manifest = prepare_data(
-        models, args.videos, args.out, frame_stride=args.frame_stride, max_frames=args.max_frames
-    )
+        models, args.videos, args.out, frame_stride=args.frame_stride, max_frames=args.max_frames,
+        process_index=index, process_count=count, log=log.info,
+    )  # fmt: skip
     log.info(
         '%d videos, %d frames prepared; %d skipped',
         len(manifest['videos']),

@@ -34,12 +34,16 @@ def add_parser(sub):
 
 
 def run(args):
-    from liveportrait_jax.demo import load_models_or_demo
+    from liveportrait_jax import distributed
     from liveportrait_jax.training.config import load_config
+
+    config = load_config(args.config, args.config_overrides)
+    # Before anything starts JAX (building the models): join the other processes, if any.
+    index, _ = distributed.initialize_from_config(config)
+    from liveportrait_jax.demo import load_models_or_demo
     from liveportrait_jax.training.data import TrainData
     from liveportrait_jax.training.trainer import evaluate_openness, train
 
-    config = load_config(args.config, args.config_overrides)
     models = None
     if config.head != 'openness':
         models = load_models_or_demo(
@@ -50,6 +54,9 @@ def run(args):
         )
     data = TrainData(config.data_dir)
     result = train(config, args.workdir, models=models, data=data, log=log.info)
+    if index != 0:  # process 0 writes the evaluation and the exported head, once
+        distributed.barrier('liveportrait-exported')
+        return 0
     if config.head == 'openness':
         _, held = data.split(list(config.held_out_videos))
         if len(held):
@@ -66,4 +73,38 @@ def run(args):
             overrides={config.head: result.params},
         )
         log.info('exported %s (use: liveportrait-jax animate --stitching-weights %s)', path, path)
+        if config.eval.videos:
+            evaluate_head(models, path, config, args.workdir)
+    distributed.barrier('liveportrait-exported')
     return 0
+
+
+def evaluate_head(models, exported, config, workdir):
+    """The fine-tuned head judged by `eval`'s numbers (beside the no-motion baseline) on the
+    config's held-out videos: <workdir>/eval.json, the log, and wandb when the run logs there."""
+    from liveportrait_jax.api import with_stitching_weights
+    from liveportrait_jax.evaluation import protocol
+    from liveportrait_jax.pipeline import AnimateOptions
+
+    tuned = with_stitching_weights(models, exported)
+    rows, _ = protocol.evaluate(
+        tuned, config.eval.videos, AnimateOptions(), cross=config.eval.cross,
+        max_frames=config.eval.max_frames, progress=False,
+    )  # fmt: skip
+    summary = protocol.summarize(rows)
+    with open(os.path.join(workdir, 'eval.json'), 'w') as f:
+        json.dump({'exported': exported, 'summary': summary, 'rows': rows}, f, indent=1)
+    for mode, table in summary.items():
+        for k, s in table.items():
+            log.info('eval %s %s: %.4f (no-motion baseline %.4f)', mode, k, s['mean'],
+                     s['baseline_mean'])  # fmt: skip
+    if config.wandb.mode != 'disabled':
+        import wandb
+
+        run = wandb.init(project=config.wandb.project, mode=config.wandb.mode, dir=workdir,
+                         id=config.wandb.run_id, resume='allow')  # fmt: skip
+        run.log(
+            {f'eval/{mode}/{k}': s['mean'] for mode, t in summary.items() for k, s in t.items()}
+        )
+        run.finish()
+    return summary

@@ -31,11 +31,18 @@ def base(head, arg):
     c.keep_checkpoints = 3
     c.log_every = 50
     c.sample_every = 500
-    c.distributed = False
+    # Several processes: the environment (JAX_COORDINATOR_ADDRESS, ...) is the usual way; these
+    # override it ('' / 0 / -1: unset). README "Several processes and hosts".
+    c.distributed = ml_collections.ConfigDict(
+        {'coordinator': '', 'num_processes': 0, 'process_id': -1}
+    )
     c.loss = ml_collections.ConfigDict({'w_reg': 0.1, 'w_open': 5.0})
     c.wandb = ml_collections.ConfigDict(
         {'mode': 'disabled', 'project': 'liveportrait-jax', 'run_id': None}
     )
+    # At the end of training, `eval` (README "Evaluation") of the exported head on held-out face
+    # videos (a folder; '': none), written to <workdir>/eval.json and logged (wandb too).
+    c.eval = ml_collections.ConfigDict({'videos': '', 'max_frames': 30, 'cross': False})
     if arg == 'tiny':
         c.random_weights = True
         c.model_config = 'tiny'

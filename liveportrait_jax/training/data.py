@@ -54,16 +54,16 @@ def region_masks(landmarks_256, size=MASK_SIZE):
     return out
 
 
-def _read_manifest(out_dir):
-    path = os.path.join(out_dir, MANIFEST)
+def _read_manifest(out_dir, name=MANIFEST):
+    path = os.path.join(out_dir, name)
     if not os.path.exists(path):
         return {'videos': {}, 'skipped': {}}
     with open(path) as f:
         return json.load(f)
 
 
-def _write_manifest(out_dir, manifest):
-    with atomic_write_path(os.path.join(out_dir, MANIFEST)) as tmp:
+def _write_manifest(out_dir, manifest, name=None):
+    with atomic_write_path(os.path.join(out_dir, name or MANIFEST)) as tmp:
         with open(tmp, 'w') as f:
             json.dump(manifest, f, indent=1, sort_keys=True)
 
@@ -97,17 +97,39 @@ def prepare_video(models, path, *, frame_stride=2, max_frames=120, chunk=8):
     return out
 
 
+def _part_name(index, count):
+    return os.path.join('parts', f'manifest.{index}-of-{count}.json')
+
+
 def prepare_data(
-    models, video_dir, out_dir, *, frame_stride=2, max_frames=120, chunk=8, progress=True, log=print
-):
-    """Prepares every video of `video_dir` into `out_dir` (resumable). Returns the manifest."""
+    models, video_dir, out_dir, *, frame_stride=2, max_frames=120, chunk=8, progress=True,
+    log=print, process_index=0, process_count=1,
+):  # fmt: skip
+    """Prepares every video of `video_dir` into `out_dir` (resumable). Returns the manifest.
+
+    With several processes (process_index of process_count; liveportrait_jax.distributed), process
+    i prepares videos i, i + n, i + 2n, ... of the sorted list, writes their shards and its own
+    part manifest (parts/manifest.i-of-n.json), and once every process is done process 0 merges
+    the parts into manifest.json: the same shards and manifest as one process writes. A process
+    that died is simply run again (with the others: its finished videos are skipped).
+    """
     if not os.path.isdir(video_dir):
         raise InputError(f'{video_dir!r}: video folder not found')
     videos = sorted(f for f in os.listdir(video_dir) if f.lower().endswith(VIDEO_EXTS))
     if not videos:
         raise InputError(f'{video_dir!r}: no videos ({", ".join(VIDEO_EXTS)}) in the folder')
     os.makedirs(os.path.join(out_dir, 'shards'), exist_ok=True)
-    manifest = _read_manifest(out_dir)
+    merged = _read_manifest(out_dir)
+    part = None
+    if process_count > 1:
+        os.makedirs(os.path.join(out_dir, 'parts'), exist_ok=True)
+        part = _part_name(process_index, process_count)
+        manifest = _read_manifest(out_dir, part)
+        for key in ('videos', 'skipped'):  # what an earlier run (of any layout) finished
+            manifest[key].update(merged[key])
+        videos = videos[process_index::process_count]
+    else:
+        manifest = merged
     manifest['settings'] = {
         'frame_stride': frame_stride,
         'max_frames': max_frames,
@@ -143,14 +165,37 @@ def prepare_data(
                 'shard': f'shards/{stem}.npz',
                 'frames': int(len(arrays['crops'])),
             }
-        _write_manifest(out_dir, manifest)
+        _write_manifest(out_dir, manifest, part)
         if bar:
             bar.update(1)
     if bar:
         bar.close()
-    manifest['total_frames'] = sum(v['frames'] for v in manifest['videos'].values())
-    _write_manifest(out_dir, manifest)
+    if part is not None:
+        _write_manifest(out_dir, manifest, part)
+        manifest = _merge_parts(out_dir, process_index, process_count)
+    else:
+        manifest['total_frames'] = sum(v['frames'] for v in manifest['videos'].values())
+        _write_manifest(out_dir, manifest)
     return manifest
+
+
+def _merge_parts(out_dir, process_index, process_count):
+    """After every process wrote its part: process 0 writes manifest.json from the parts; every
+    process returns it."""
+    from liveportrait_jax import distributed
+
+    distributed.barrier('liveportrait-prepare-parts')
+    if process_index == 0:
+        merged = {'videos': {}, 'skipped': {}}
+        for i in range(process_count):
+            part = _read_manifest(out_dir, _part_name(i, process_count))
+            for key in ('videos', 'skipped'):
+                merged[key].update(part[key])
+            merged['settings'] = part.get('settings')
+        merged['total_frames'] = sum(v['frames'] for v in merged['videos'].values())
+        _write_manifest(out_dir, merged)
+    distributed.barrier('liveportrait-prepare-merged')
+    return _read_manifest(out_dir)
 
 
 class TrainData:
@@ -181,9 +226,12 @@ class TrainData:
         held = np.isin(self.video_of, [self.names.index(v) for v in held_out_videos])
         return np.nonzero(~held)[0], np.nonzero(held)[0]
 
-    def sample(self, seed, step, batch_size, indices=None):
+    def sample(self, seed, step, batch_size, indices=None, rows=None):
         """A batch of cross-identity pairs: dict of 'src_*' and 'drv_*' arrays, plus a target
-        openness per sample ('target_eye', 'target_lip') drawn from other frames' ratios."""
+        openness per sample ('target_eye', 'target_lip') drawn from other frames' ratios.
+
+        rows: a slice of the batch to return (a process's share of a global batch): the draws
+        are those of the whole batch, only these rows are gathered."""
         rng = np.random.default_rng([seed, step])
         pool = np.arange(self.size) if indices is None else np.asarray(indices)
         src = rng.choice(pool, batch_size)
@@ -194,16 +242,20 @@ class TrainData:
                     if self.video_of[drv[i]] != self.video_of[src[i]]:
                         break
                     drv[i] = rng.choice(pool)
-        batch = {f'src_{k}': v[src] for k, v in self.arrays.items() if k != 'landmarks'}
-        batch.update({f'drv_{k}': self.arrays[k][drv] for k in MOTION + ('eye', 'lip')})
         # Targets: half from real frames, half uniform over the observed range.
         eye_lo, eye_hi = float(self.arrays['eye'].min()), float(self.arrays['eye'].max())
         lip_lo, lip_hi = float(self.arrays['lip'].min()), float(self.arrays['lip'].max())
         uniform = rng.random(batch_size) < 0.5
-        batch['target_eye'] = np.where(
+        target_eye = np.where(
             uniform, rng.uniform(eye_lo, eye_hi, batch_size), self.arrays['eye'][drv].mean(1)
-        ).astype(np.float32)[:, None]
-        batch['target_lip'] = np.where(
+        )
+        target_lip = np.where(
             uniform, rng.uniform(lip_lo, lip_hi, batch_size), self.arrays['lip'][drv, 0]
-        ).astype(np.float32)[:, None]
+        )
+        rows = slice(None) if rows is None else rows
+        src, drv = src[rows], drv[rows]
+        batch = {f'src_{k}': v[src] for k, v in self.arrays.items() if k != 'landmarks'}
+        batch.update({f'drv_{k}': self.arrays[k][drv] for k in MOTION + ('eye', 'lip')})
+        batch['target_eye'] = target_eye[rows].astype(np.float32)[:, None]
+        batch['target_lip'] = target_lip[rows].astype(np.float32)[:, None]
         return batch

@@ -9,9 +9,13 @@ parameters replicated. An orbax CheckpointManager keeps {params, opt_state, step
 pure function of (seed, step), so the step is the data position and a resumed run reproduces an
 uninterrupted one exactly. Metrics go to the console and to wandb (disabled or offline by default).
 
-Multi-host: when JAX_COORDINATOR_ADDRESS (with JAX_NUM_PROCESSES and JAX_PROCESS_ID) is set, or
-config.distributed is true, `jax.distributed.initialize()` runs first; every host then feeds its
-share of each global batch.
+Several processes (hosts): the entry point calls `liveportrait_jax.distributed.initialize()` before
+anything else (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID, or config.distributed).
+The mesh spans every process's devices; each process gathers only its rows of each global batch
+(the draws are those of the whole batch, so any number of processes sees the same batches) and
+builds the global array from them (`jax.make_array_from_process_local_data`); the gradients are
+reduced over all devices by the sharded step. Every process takes part in saving and restoring the
+one orbax checkpoint; the history, wandb and the exported head come from process 0.
 """
 
 import dataclasses
@@ -46,9 +50,20 @@ class TrainResult:
     skipped_steps: int
 
 
-def _maybe_init_distributed(config):
-    if config.get('distributed', False) or os.environ.get('JAX_COORDINATOR_ADDRESS'):
-        jax.distributed.initialize()
+def _host(x):
+    """A replicated (or fully local) array as numpy, in any process."""
+    if getattr(x, 'is_fully_addressable', True):
+        return np.asarray(x)
+    return np.asarray(x.addressable_data(0))
+
+
+def _process_rows(batch_size):
+    """This process's rows of a global batch (its devices are a contiguous block of the mesh)."""
+    n, i = jax.process_count(), jax.process_index()
+    if batch_size % n:
+        raise ValueError(f'batch_size {batch_size} must be a multiple of the {n} processes')
+    per = batch_size // n
+    return slice(i * per, (i + 1) * per)
 
 
 def _pure(module):
@@ -132,7 +147,11 @@ def train(config, workdir, *, models=None, data=None, devices=None, log=print):
     """Trains config.head for config.total_steps (resuming from workdir if it has checkpoints)."""
     import orbax.checkpoint as ocp
 
-    _maybe_init_distributed(config)
+    from liveportrait_jax import distributed
+
+    distributed.initialize_from_config(config)  # a no-op if the entry point did it already
+    if jax.process_index() != 0:  # metrics and messages come from process 0
+        log = lambda *a, **k: None  # noqa: E731
     devices = list(devices if devices is not None else jax.devices())
     if config.batch_size % len(devices):
         raise ValueError(
@@ -216,15 +235,25 @@ def train(config, workdir, *, models=None, data=None, devices=None, log=print):
     history, skipped = [], 0
     t0 = time.perf_counter()
     while step < config.total_steps:
-        batch = data.sample(config.seed, step, config.batch_size, train_idx)
+        rows = _process_rows(config.batch_size)
+        # One process takes the whole batch (a data source need not know about rows then).
+        share = {'rows': rows} if jax.process_count() > 1 else {}
+        batch = data.sample(config.seed, step, config.batch_size, train_idx, **share)
         if config.head == 'openness' and config.get('augment', True):
-            batch = augment_openness(batch, np.random.default_rng([config.seed, step, 1]))
-        batch = jax.device_put(_batch_arrays(batch), batch_sharding)
+            batch = augment_openness(
+                batch, np.random.default_rng([config.seed, step, 1, rows.start])
+            )
+        batch = {
+            k: jax.make_array_from_process_local_data(
+                batch_sharding, v, (config.batch_size,) + v.shape[1:]
+            )
+            for k, v in _batch_arrays(batch).items()
+        }
         params, opt_state, metrics = train_step(params, opt_state, frozen, batch)
         step += 1
         skipped += int(metrics['skipped'])
         if step % config.log_every == 0 or step == config.total_steps:
-            scalars = {k: float(v) for k, v in metrics.items() if k != 'sample'}
+            scalars = {k: float(_host(v)) for k, v in metrics.items() if k != 'sample'}
             scalars.update(
                 step=step,
                 lr=float(schedule(step)),
@@ -236,12 +265,18 @@ def train(config, workdir, *, models=None, data=None, devices=None, log=print):
                 f'step {step}: '
                 + ', '.join(f'{k} {v:.4g}' for k, v in scalars.items() if k != 'step')
             )
+            sample = None
+            wandb_on = wandb_cfg.get('mode', 'disabled') != 'disabled'
+            if wandb_on and 'sample' in metrics and step % config.get('sample_every', 100) == 0:
+                from jax.experimental import multihost_utils
+
+                sample = multihost_utils.process_allgather(metrics['sample'])  # every process
             if run is not None:
                 payload = dict(scalars)
-                if 'sample' in metrics and step % config.get('sample_every', 100) == 0:
+                if sample is not None:
                     import wandb
 
-                    payload['sample'] = wandb.Image(np.asarray(metrics['sample']))
+                    payload['sample'] = wandb.Image(np.asarray(sample))
                 run.log(payload, step=step)
         manager.save(
             step,
@@ -260,14 +295,17 @@ def train(config, workdir, *, models=None, data=None, devices=None, log=print):
         import shutil
 
         shutil.rmtree(final, ignore_errors=True)
-        ckptr = ocp.StandardCheckpointer()
-        ckptr.save(final, jax.device_get(params))
-        ckptr.wait_until_finished()
+    distributed.barrier('liveportrait-final-cleared')
+    # Every process takes part (orbax synchronises them); the replicated values are written once.
+    ckptr = ocp.StandardCheckpointer()
+    ckptr.save(final, params)
+    ckptr.wait_until_finished()
+    if jax.process_index() == 0:
         with open(os.path.join(workdir, 'history.json'), 'w') as f:
             json.dump({'history': history, 'skipped_steps': skipped}, f, indent=1)
     if run is not None:
         run.finish()
-    return TrainResult(jax.device_get(params), step, history, workdir, skipped)
+    return TrainResult(jax.tree.map(_host, params), step, history, workdir, skipped)
 
 
 def evaluate_openness(net_params, data, indices, batch=32):
