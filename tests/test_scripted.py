@@ -7,7 +7,7 @@ import pytest
 
 from liveportrait_jax.pipeline import AnimateOptions, animate, animate_frames, editing
 from liveportrait_jax.pipeline.demo_media import astronaut, synth_driving_frames, write_demo_inputs
-from liveportrait_jax.pipeline.motion_script import load_script, parse_script
+from liveportrait_jax.pipeline.motion_script import parse_script
 
 OPTS = AnimateOptions(scale=editing.EDIT_SOURCE_SCALE, flag_write_concat=False)
 

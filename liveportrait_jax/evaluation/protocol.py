@@ -14,6 +14,8 @@ Every metric has a "no motion" baseline beside it: the source frame repeated, me
 way, so that a number is never read alone. Pose and expression come from the model set's motion
 extractor (M) on 256 crops made with one crop per clip (the source's, from its first frame; for a
 driving clip its own first frame's), landmarks and openness from MediaPipe on the full frames.
+Without paste-back (no stitching, or no paste-back asked) the outputs are face crops: the real
+frames are then cropped the same way (the source's crop) and crops are compared with crops.
 """
 
 import dataclasses
@@ -130,6 +132,7 @@ def read_clip(path, max_frames):
 def evaluate_pair(models, source_frames, driving_frames, options, *, mode, chunk, names):
     """One clip's row (self: the source clip drives its first frame; cross: another clip drives
     it) and its sample frames (real or driving, generated, baseline) of the middle frame."""
+    from liveportrait_jax import faces
     from liveportrait_jax.pipeline import animate_frames
     from liveportrait_jax.pipeline.inputs import crop_source
 
@@ -137,11 +140,22 @@ def evaluate_pair(models, source_frames, driving_frames, options, *, mode, chunk
     res = animate_frames(models, src[None], driving_frames, options, chunk=chunk, label='')
     n = res.n_frames
     M_src = crop_source(src, options, name=names[0]).M_o2c
-    d_gen = describe(models, res.frames, M_src, options.dsize, name=f'{names[0]} (generated)')
-    base_frames = np.repeat(_at(src[None], res.frames.shape[1:3]), n, 0)
+    if res.frames.shape[1:3] == src.shape[:2]:  # pasted back: compare whole frames
+        M_view = M_src
+
+        def view(frames, M=None):
+            return _at(frames, res.frames.shape[1:3])
+    else:  # no paste-back: the outputs are crops; compare them with the same crops of the frames
+        M_view = np.eye(3, dtype=np.float32)
+
+        def view(frames, M=M_src):
+            return np.stack([faces.crop.warp_crop(f, M, options.dsize) for f in frames])
+
+    d_gen = describe(models, res.frames, M_view, options.dsize, name=f'{names[0]} (generated)')
+    base_frames = np.repeat(view(src[None]), n, 0)
     if mode == 'self':
-        real = _at(driving_frames[:n], res.frames.shape[1:3])
-        d_real = describe(models, real, M_src, options.dsize, name=names[1])
+        real = view(driving_frames[:n])
+        d_real = describe(models, real, M_view, options.dsize, name=names[1])
         d_base = _repeat(d_real, n)  # the source frame is the clip's first frame
         result = _self_metrics(real, res.frames, d_real, d_gen)
         baseline = _self_metrics(real, base_frames, d_real, d_base)
@@ -152,7 +166,8 @@ def evaluate_pair(models, source_frames, driving_frames, options, *, mode, chunk
         d_drv = describe(models, drv, M_drv, options.dsize, name=names[1])
         d_base = _repeat(describe(models, src[None], M_src, options.dsize, name=names[0]), n)
         result, baseline = _cross_metrics(d_drv, d_gen), _cross_metrics(d_drv, d_base)
-        reference = np.stack([_at(f[None], res.frames.shape[1:3])[0] for f in drv])
+        reference = view(drv, M_drv) if M_view is not M_src else view(drv)
+        reference = _at(reference, res.frames.shape[1:3])
     mid = n // 2
     sample = np.concatenate([reference[mid], res.frames[mid], base_frames[mid]], axis=1)
     return _row(names[0], mode, names[1], result, baseline, n), sample
