@@ -22,8 +22,8 @@ lip_open), which have no neutral value, hold their first value before it. "smoot
 between two values: it passes through every keyframe, is monotone between two of them and never
 leaves their range. Frame i is at time i / fps.
 
-Controls and their ranges are the editor's sliders (editing.py): `CONTROLS` maps the script's
-names onto the EditSliders fields. The vowel shapes of ComfyUI-AdvancedLivePortrait are the same
+Controls and their ranges are the editor's sliders (sliders.py): `CONTROLS` maps the script's
+names onto the EditSliders fields (sliders.py). The vowel shapes of ComfyUI-AdvancedLivePortrait are the same
 expression edits as the editor's lip sliders under the names animators use (aaa = the mouth
 open/close slider, eee = grin, woo = pursing), so one keyframe may not set a vowel and its slider
 both. eye_open and lip_open are openness targets (the retargeting networks' ratios, 0 to 0.8).
@@ -35,7 +35,7 @@ import os
 
 import numpy as np
 
-from liveportrait_jax.pipeline import editing
+from liveportrait_jax.pipeline import sliders as table  # the editor's controls
 
 EXTENSIONS = ('.yaml', '.yml', '.json')
 INTERPOLATIONS = ('smooth', 'linear')
@@ -63,7 +63,7 @@ CONTROLS = {
     'eee': 'lip_variation_two',
     'woo': 'lip_variation_one',
 }
-_SLIDERS = {s.name: s for s in editing.SLIDERS}
+_SLIDERS = {s.name: s for s in table.SLIDERS}
 RATIO_FIELDS = ('eye_ratio', 'lip_ratio')
 _KEYFRAME_KEYS = ('time', 'interpolation')
 _TOP_KEYS = ('duration', 'fps', 'interpolation', 'keyframes')
@@ -76,7 +76,7 @@ class ScriptError(ValueError):
 def control_range(field):
     """(minimum, maximum, neutral) of an EditSliders field."""
     if field in RATIO_FIELDS:
-        lo, hi, _ = editing.RATIO_RANGE
+        lo, hi, _ = table.RATIO_RANGE
         return lo, hi, None
     s = _SLIDERS[field]
     return s.minimum, s.maximum, s.neutral
@@ -110,11 +110,11 @@ class MotionScript:
 
     def sliders(self, i):
         """EditSliders of frame i."""
-        return editing.EditSliders(**{f: float(v[i]) for f, v in self.values().items()})
+        return table.EditSliders(**{f: float(v[i]) for f, v in self.values().items()})
 
     def edit_arrays(self, num_kp=21):
         """Per-frame edits: angles (N, 3) pitch/yaw/roll deltas in degrees; exp (N, K, 3) the
-        expression edits (editing.EXPRESSION_EDITS, as editing.expression_delta per frame);
+        expression edits (sliders.EXPRESSION_EDITS, as sliders.expression_delta per frame);
         mov_z (N,) scale factors; eye_ratio / lip_ratio (N,) openness targets, or None where no
         keyframe sets them. A neutral script gives zeros, ones and None."""
         n, vals = self.n_frames, self.values()
@@ -124,7 +124,7 @@ class MotionScript:
 
         angles = np.stack([get('head_pitch'), get('head_yaw'), get('head_roll')], axis=1)
         exp = np.zeros((n, num_kp, 3), np.float64)
-        for field, entries in editing.EXPRESSION_EDITS.items():
+        for field, entries in table.EXPRESSION_EDITS.items():
             if field not in vals:
                 continue
             v = vals[field].astype(np.float64)
