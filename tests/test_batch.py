@@ -110,6 +110,9 @@ def test_cli(inputs, tmp_path):
     args = ['batch', str(manifest), '-o', str(out), '--demo', '--quiet', '--chunk', '4']
     assert main(args + ['--shard', '1/2']) == 0
     assert job_done(str(out / 'job1')) and not job_done(str(out / 'job0'))
-    assert main(args) == 0  # job1 skipped, job0 done
+    assert main(args + ['--metrics', '3']) == 0  # job1 skipped, job0 done and measured
     rows = _results(out, '0-of-1')
     assert [r.get('status') for r in rows[:2]] == ['done', 'skipped']
+    metrics = rows[0]['metrics']
+    for k in ('pose_deg', 'expression', 'eye_open', 'lip_open'):
+        assert k in metrics and f'{k}_baseline' in metrics

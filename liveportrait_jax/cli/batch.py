@@ -29,6 +29,15 @@ def add_parser(sub):
     )
     add_model_arguments(p, 'every frame')
     p.add_argument('--chunk', type=int, default=8, help='frames per device batch (default 8)')
+    p.add_argument(
+        '--metrics',
+        type=int,
+        default=0,
+        metavar='N',
+        help="also measure each job with eval's cross-reenactment metrics over its first N "
+        'frames (pose, expression and eye/lip openness following the driving video, beside the '
+        'no-motion baseline; renders those frames again); default 0: none',
+    )
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     p.set_defaults(func=run)
     return p
@@ -53,7 +62,13 @@ def run(args):
     models = models_from_args(args, fallback=False)
     log.info('%d jobs in %s; shard %d/%d', len(jobs), args.manifest, *shard)
     summary = run_batch(
-        models, jobs, args.output_dir, shard=shard, chunk=args.chunk, progress=not args.quiet
+        models,
+        jobs,
+        args.output_dir,
+        shard=shard,
+        chunk=args.chunk,
+        progress=not args.quiet,
+        metrics_frames=max(0, args.metrics),
     )
     log.info(
         'shard %s: %d done, %d skipped, %d failed of %d jobs in %.1f s; results: %s',
