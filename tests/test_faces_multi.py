@@ -152,3 +152,36 @@ def test_video_source_face_leaves_and_returns(models, group, driving):
             assert _changed(frame, frames[i], RIGHT) == 0.0
         elif i > 0:
             assert _changed(frame, frames[i], RIGHT) > 0.5
+
+
+def test_face_tracks_find_faces_that_come_in_later(group):
+    # The right face is covered in frames 0 and 1 and comes in at frame 2; a face seen in one
+    # frame only (a detector's stray find) does not count.
+    frames = np.repeat(group[None], 5, axis=0)
+    frames[:2, :, 360:700] = 200
+    tracks = faces.landmarks.face_tracks(iter(frames), source_name='group.mp4')
+    assert [t.first_frame for t in tracks] == [0, 2]
+    assert [t.frames_seen for t in tracks] == [5, 3]
+    assert tracks[0].face.bbox[0] < 360 <= tracks[1].face.bbox[0]
+    frames[:, :, 360:700] = 200
+    frames[3] = group
+    tracks = faces.landmarks.face_tracks(iter(frames), source_name='group.mp4', workers=2, block=2)
+    assert [t.first_frame for t in tracks] == [0]
+
+
+def test_video_source_face_comes_in_later(models, group, driving):
+    # The right face comes in at frame 2: animated from then on, nothing pasted before.
+    frames = np.repeat(group[None], 5, axis=0)
+    frames[:2, :, 360:700] = 200
+    opts = AnimateOptions(faces='all', flag_write_concat=False)
+    res = animate_frames(models, frames, driving, opts, label='')
+    for i, frame in enumerate(res.frames):
+        assert _changed(frame, frames[i], LEFT) > 0.5 or i == 0
+        if i < 2:
+            assert (frame[:, 360:] == frames[i][:, 360:]).all()
+        else:
+            assert _changed(frame, frames[i], RIGHT) > 0.5
+    # --faces 1 is that face alone: the first face is left as it is.
+    res = animate_frames(models, frames, driving, opts.replace(faces='1'), label='')
+    assert (res.frames[:, :, :330] == frames[:, :, :330]).all()
+    assert _changed(res.frames[4], frames[4], RIGHT) > 0.5

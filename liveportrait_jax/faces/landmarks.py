@@ -353,19 +353,28 @@ def default_workers() -> int:
 class _Follower:
     """Which of a frame's faces is "the" face: the rule of track_faces, applied in frame order."""
 
-    def __init__(self, face_index, source_name, on_missing, min_iou=0.0):
+    def __init__(self, face_index, source_name, on_missing, min_iou=0.0, anchor=None):
         if on_missing not in ('raise', 'hold'):
             raise ValueError(f"on_missing must be 'raise' or 'hold', got {on_missing!r}")
         self.face_index, self.name, self.on_missing = face_index, source_name, on_missing
         # min_iou > 0 (one face of several): the face must overlap where it was by this much, and
         # a lone face elsewhere is another person, not this one after a cut.
         self.min_iou = min_iou
+        # anchor (frame, bbox): a face first seen in that frame there (see face_tracks), followed
+        # from then on instead of face_index in the first frame.
+        self.anchor = anchor
         self.prev: Optional[Face] = None
         self.missing = 0  # frames without the face (held, or leading)
 
     def __call__(self, i: int, faces: List[Face]) -> Optional[Face]:
         face = None
-        if self.prev is None:
+        if self.prev is None and self.anchor is not None:
+            start, box = self.anchor
+            if i >= start and faces:
+                face = max(faces, key=lambda f: _iou(f.bbox, box))
+                if _iou(face.bbox, box) < max(self.min_iou, 1e-6):
+                    face = None
+        elif self.prev is None:
             if len(faces) > self.face_index:
                 face = faces[self.face_index]
             elif faces and self.on_missing == 'raise':
@@ -464,6 +473,7 @@ def track_faces_stream(
     block: int = TRACK_BLOCK,
     min_iou: float = 0.0,
     static: bool = False,
+    anchor: Optional[Tuple[int, np.ndarray]] = None,
 ) -> Iterator[Tuple[np.ndarray, Optional[Face]]]:
     """Yields (frame, Face) for every frame of a video, in order, in MediaPipe's tracking mode.
 
@@ -486,30 +496,45 @@ def track_faces_stream(
       face must overlap its previous box by min_iou (else it is missing in that frame), and every
       frame is searched in static mode (MediaPipe's tracker may drop one of several faces for a
       frame while it follows the others).
+    anchor: (frame index, bbox) of a face that comes in later (a FaceTrack of face_tracks): the
+      face overlapping that box from that frame on is followed instead of face_index; the frames
+      before are leading frames (None).
     """
-    follow = _Follower(face_index, source_name, on_missing, min_iou)
+    follow = _Follower(face_index, source_name, on_missing, min_iou, anchor)
     detect = _BlockDetector(max(max_num_faces, face_index + 1), source_name, static)
+    for i, frame, found in _detected(frames, detect, workers, block, source_name):
+        yield frame, follow(i, found)
+    if follow.prev is None:
+        raise NoFaceError(source_name, None, 'no face in any frame')
+
+
+def _detected(frames, detect, workers, block, source_name):
+    """Yields (index, frame, faces) of every frame, in order, found by `detect` (a _BlockDetector)
+    in blocks on `workers` threads; closes the detector. No frames is a ValueError."""
     n = 0
     try:
         if workers <= 1:  # frame by frame, nothing held; the same restarts as with workers
             for i, frame in enumerate(frames):
-                yield frame, follow(i, detect.one(i, frame, restart=i % block == 0))
+                yield i, frame, detect.one(i, frame, restart=i % block == 0)
                 n += 1
         else:
             with concurrent.futures.ThreadPoolExecutor(workers, 'landmarks') as pool:
                 pending = collections.deque()
+
+                def done(start, blk, fut):
+                    for j, (frame, found) in enumerate(zip(blk, fut.result())):
+                        yield start + j, frame, found
+
                 try:
                     for start, blk in _blocks(frames, block):
                         pending.append((start, blk, pool.submit(detect, start, blk)))
                         while len(pending) > workers:
-                            start0, blk0, fut = pending.popleft()
-                            for j, (frame, found) in enumerate(zip(blk0, fut.result())):
-                                yield frame, follow(start0 + j, found)
+                            blk0 = pending[0][1]
+                            yield from done(*pending.popleft())
                             n += len(blk0)
                     while pending:
-                        start0, blk0, fut = pending.popleft()
-                        for j, (frame, found) in enumerate(zip(blk0, fut.result())):
-                            yield frame, follow(start0 + j, found)
+                        blk0 = pending[0][1]
+                        yield from done(*pending.popleft())
                         n += len(blk0)
                 finally:
                     for *_, fut in pending:
@@ -518,8 +543,64 @@ def track_faces_stream(
         detect.close()
     if n == 0:
         raise ValueError(f'{source_name or "video"}: no frames')
-    if follow.prev is None:
-        raise NoFaceError(source_name, None, 'no face in any frame')
+
+
+# A face first seen after the first frame counts (face_tracks) once it is seen in this many frames:
+# a face detector's one-frame false find is not a face to animate.
+MIN_TRACK_FRAMES = 3
+
+
+@dataclass(frozen=True)
+class FaceTrack:
+    """A face of a video, found by face_tracks: where it is first seen (frame and Face there) and
+    in how many frames it is seen at all."""
+
+    first_frame: int
+    face: Face
+    frames_seen: int
+
+
+def face_tracks(
+    frames: Iterable[np.ndarray],
+    *,
+    max_num_faces: int = 8,
+    min_iou: float = 0.3,
+    source_name: Optional[str] = None,
+    workers: int = 1,
+    block: int = TRACK_BLOCK,
+) -> List[FaceTrack]:
+    """Every face of a video, including faces that come in later: one pass in static mode (each
+    frame's faces found afresh, as track_faces_stream(static=True) finds them), the faces of each
+    frame matched to the faces seen so far by overlap (IoU >= min_iou with where each was last
+    seen, best pairs first). A face that overlaps none is a new face.
+
+    Returns the faces of the first frame, largest first (the order of face indices in an image),
+    then the faces that come in later, in the order they come in, each seen in at least
+    MIN_TRACK_FRAMES frames. Holds only a box and one Face per face found.
+    """
+    detect = _BlockDetector(max_num_faces, source_name, static=True)
+    tracks: List[list] = []  # [first_frame, first Face, last bbox, frames seen]
+    for i, _, found in _detected(frames, detect, workers, block, source_name):
+        pairs = sorted(
+            ((_iou(f.bbox, t[2]), k, j) for k, t in enumerate(tracks) for j, f in enumerate(found)),
+            reverse=True,
+        )
+        used_t, used_f = set(), set()
+        for iou, k, j in pairs:
+            if iou < min_iou:
+                break
+            if k not in used_t and j not in used_f:
+                used_t.add(k)
+                used_f.add(j)
+                tracks[k][2], tracks[k][3] = found[j].bbox, tracks[k][3] + 1
+        for j, f in enumerate(found):  # largest first: the first frame's order is the index order
+            if j not in used_f:
+                tracks.append([i, f, f.bbox, 1])
+    return [
+        FaceTrack(first, face, seen)
+        for first, face, _, seen in tracks
+        if first == 0 or seen >= MIN_TRACK_FRAMES
+    ]
 
 
 def track_faces(

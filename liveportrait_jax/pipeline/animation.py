@@ -22,7 +22,7 @@ from liveportrait_jax.pipeline.chunks import Chunker
 from liveportrait_jax.pipeline.inputs import source_faces
 from liveportrait_jax.pipeline.options import AnimateOptions
 from liveportrait_jax.pipeline.outputs import Stages, burn_label  # noqa: F401  (public)
-from liveportrait_jax.pipeline.plan import Plan, plan_animation, plan_faces  # noqa: F401
+from liveportrait_jax.pipeline.plan import Plan, plan_animation, plan_faces, source_limit  # noqa: F401
 from liveportrait_jax.pipeline.read import Media, media_from_frames, open_media
 from liveportrait_jax.pipeline.render import render_to
 
@@ -59,20 +59,30 @@ def run(models, source, driving, options, outputs_for, *, chunk, lip_array, anim
     t0 = time.perf_counter()
     chunker = Chunker(chunk)
     drivings = list(driving) if isinstance(driving, (list, tuple)) else [driving]
-    face_indices = source_faces(source, options, animals=animals)
+    limit = min(source_limit(source, d) or np.inf for d in drivings)
+    limit = None if limit == np.inf else int(limit)
+    find, close = out_lib.progress_bar(
+        limit or source.n_frames, 'faces (every face)', progress and source.is_video
+    )
+    try:
+        chosen = source_faces(
+            source, options, animals=animals, workers=workers, limit=limit, progress=find
+        )
+    finally:
+        close()
     total = sum(1 if d.kind in ('template', 'script') else d.n_frames for d in drivings)
-    total += source.n_frames * len(face_indices)
+    total += source.n_frames * len(chosen)
     update, close = out_lib.progress_bar(total, 'motion (faces, M)', progress)
     try:
-        if len(face_indices) == 1 and len(drivings) == 1:
+        if len(chosen) == 1 and len(drivings) == 1 and chosen[0].track is None:
             plan = plan_animation(
-                models, source, drivings[0], options.replace(face_index=face_indices[0]),
+                models, source, drivings[0], options.replace(face_index=chosen[0].index),
                 chunker, stages, animals=animals, lip_array=lip_array, workers=workers,
                 keep_driving_crops=panels, progress=update, motion_script=motion_script,
             )  # fmt: skip
         else:
             plan = plan_faces(
-                models, source, drivings, options, chunker, stages, face_indices,
+                models, source, drivings, options, chunker, stages, chosen,
                 lip_array=lip_array, workers=workers, keep_driving_crops=panels, progress=update,
                 motion_script=motion_script,
             )  # fmt: skip

@@ -83,11 +83,22 @@ class SourceFrame:
     present: bool = True  # False: the face was not found in this frame (its crop is held)
 
 
-def _source_face_frames(media, options, frames, workers, on_missing='raise'):
+@dataclasses.dataclass(frozen=True)
+class SourceFace:
+    """A face of the source to animate: its index (largest first in the first frame; in a video
+    with several faces, then the faces that come in later, in order), and for a face of a video
+    chosen with `faces`, its track (faces.landmarks.FaceTrack: where it is first seen)."""
+
+    index: int
+    track: Optional[faces.landmarks.FaceTrack] = None
+
+
+def _source_face_frames(media, options, frames, workers, on_missing='raise', track=None):
     """(frame, Face, present) of the source's frames: an image is searched in static mode (with
     the small-face search), a video tracked. No face is an error naming the file and frame, or,
     with on_missing='hold' (one face of several), the frame keeps the previous frame's face and
-    present is False."""
+    present is False. With a track (SourceFace.track), that face is followed from where it comes
+    in; the frames before it keep its first Face (a stand-in crop, not pasted: present False)."""
     if media.kind == 'image':
         frame = next(iter(frames))
         yield frame, faces.detect_face(frame, options.face_index, source_name=media.name), True
@@ -96,23 +107,31 @@ def _source_face_frames(media, options, frames, workers, on_missing='raise'):
     several = (
         {} if on_missing == 'raise' else dict(max_num_faces=MAX_FACES, min_iou=0.3, static=True)
     )
+    if track is not None:
+        several['anchor'] = (track.first_frame, track.face.bbox)
     for i, (frame, face) in enumerate(
         faces.landmarks.track_faces_stream(
             frames, options.face_index, source_name=media.name, on_missing=on_missing,
             workers=workers, **several,
         )
     ):  # fmt: skip
+        if face is None and track is not None:  # before the face comes in
+            yield frame, track.face, False
+            continue
         if face is None:  # not there from the first frame on: nothing to hold
             raise faces.NoFaceError(media.name, i, f'face {options.face_index} is not in frame 0')
         yield frame, face, face is not prev  # the tracker hands back the same Face when held
         prev = face
 
 
-def iter_source(media, options, *, animals=False, limit=None, workers=None, on_missing='raise'):
+def iter_source(
+    media, options, *, animals=False, limit=None, workers=None, on_missing='raise', track=None
+):
     """Yields a SourceFrame for each source frame (the first pass over the source).
 
     on_missing: 'raise' (a frame without the face is an error) or 'hold' (one face of several: the
-    frame keeps the last crop, marked not present)."""
+    frame keeps the last crop, marked not present). track: SourceFace.track, a face of a video
+    that may come in later (with on_missing='hold')."""
     workers = faces.landmarks.default_workers() if workers is None else workers
     frames = (
         resize_to_limit(f, options.source_max_dim, options.source_division)
@@ -141,7 +160,7 @@ def iter_source(media, options, *, animals=False, limit=None, workers=None, on_m
                 res = faces.crop_animal(f, dsize=options.dsize, source_name=name)
             yield SourceFrame(i, f, res.image_256, res.M_o2c, res.M_c2o, None)
         return
-    face_frames = _source_face_frames(media, options, frames, workers, on_missing)
+    face_frames = _source_face_frames(media, options, frames, workers, on_missing, track)
     for i, (f, face, present) in enumerate(face_frames):
         res = faces.crop_source_image(
             f,
@@ -156,29 +175,52 @@ def iter_source(media, options, *, animals=False, limit=None, workers=None, on_m
         yield SourceFrame(i, f, res.image_256, res.M_o2c, res.M_c2o, res.landmarks, present)
 
 
-def source_faces(media, options, *, animals=False):
-    """Indices (largest first) of the source faces to animate: options.faces ('all': every face in
-    the first frame; '0,2': those), or (options.face_index,) when options.faces is empty."""
+def source_faces(media, options, *, animals=False, limit=None, workers=None, progress=None):
+    """The SourceFaces to animate: options.faces ('all': every face; '0,2': those), or the one
+    face of options.face_index when options.faces is empty.
+
+    An image's faces are those found in it, largest first. A video's are found in one pass over
+    its frames (up to `limit`; faces.landmarks.face_tracks): the first frame's, largest first, then
+    the faces that come in later, in the order they come in, each with its track. progress(n):
+    called per frame of that pass."""
     chosen = parse_faces(options.faces)
     if chosen is None:
-        return (options.face_index,)
+        return (SourceFace(options.face_index),)
     if animals or options.crop_box is not None or not options.flag_do_crop:
         raise ValueError('faces: several faces need face detection and cropping (no crop_box, '
                          'no animals mode, flag_do_crop on)')  # fmt: skip
-    first = resize_to_limit(
-        next(iter(media.frames(1))), options.source_max_dim, options.source_division
+    frames = (
+        resize_to_limit(f, options.source_max_dim, options.source_division)
+        for f in media.frames(1 if media.kind == 'image' else limit)
     )
-    found = faces.landmarks.detect_faces(first, MAX_FACES, source_name=media.name)
+    if media.kind == 'image':
+        found = [
+            SourceFace(i)
+            for i, _ in enumerate(
+                faces.landmarks.detect_faces(next(frames), MAX_FACES, source_name=media.name)
+            )
+        ]
+    else:
+        workers = faces.landmarks.default_workers() if workers is None else workers
+        if progress is not None:
+            frames = (progress(1) or f for f in frames)
+        tracks = faces.landmarks.face_tracks(
+            frames, max_num_faces=MAX_FACES, source_name=media.name, workers=workers
+        )
+        found = [SourceFace(i, t) for i, t in enumerate(tracks)]
+        later = sum(t.first_frame > 0 for t in tracks)
+        log.info('%s: %d face(s) in the first frame, %d coming in later',
+                 media.name, len(tracks) - later, later)  # fmt: skip
     if not found:
-        raise faces.NoFaceError(media.name, 0)
+        raise faces.NoFaceError(media.name, 0 if media.kind == 'image' else None)
     if chosen == 'all':
-        return tuple(range(len(found)))
+        return tuple(found)
     missing = [i for i in chosen if i >= len(found)]
     if missing:
         raise faces.NoFaceError(
             media.name, 0, f'faces {options.faces!r} requested but {len(found)} face(s) found'
         )
-    return chosen
+    return tuple(found[i] for i in chosen)
 
 
 def crop_source(image, options, *, animals=False, name='<image>'):

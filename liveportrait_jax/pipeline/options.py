@@ -141,7 +141,8 @@ class AnimateOptions:
     faces: str = opt(
         '',
         "animate several faces of the source: 'all', or indices counted largest first such as "
-        "'0,2' (empty: the one face of face_index)",
+        "'0,2' (a video: the first frame's faces, then those that come in later; empty: the one "
+        'face of face_index)',
     )
     crop_box: Optional[Tuple[float, float, float, float]] = opt(
         None,

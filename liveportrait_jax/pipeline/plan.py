@@ -94,16 +94,17 @@ def _motion_of(models, chunker, rows, progress, keys=MOTION_KEYS):
 
 def source_pass(
     models, media, options, chunker, stages, *, animals=False, limit=None, workers=None, progress,
-    on_missing='raise',
+    on_missing='raise', track=None,
 ):  # fmt: skip
-    """Reads, crops and runs M on every source frame (faces in their own thread). on_missing:
-    as inputs.iter_source ('hold' for one face of several in a video)."""
+    """Reads, crops and runs M on every source frame (faces in their own thread). on_missing,
+    track: as inputs.iter_source ('hold' for one face of several in a video)."""
     first = {}
 
     def rows():
         for sf in iter_source(
-            media, options, animals=animals, limit=limit, workers=workers, on_missing=on_missing
-        ):
+            media, options, animals=animals, limit=limit, workers=workers, on_missing=on_missing,
+            track=track,
+        ):  # fmt: skip
             if sf.index == 0:
                 first['frame'], first['crop'] = sf.frame, sf.crop_256
             yield sf.crop_256, sf.M_o2c, sf.M_c2o, sf.landmarks, sf.present
@@ -309,7 +310,7 @@ class FacesPlan:
     driving, its keypoints); every plan has the same n_frames."""
 
     plans: list
-    faces: tuple  # the faces' indices, largest first in the source's first frame
+    faces: tuple  # the faces' indices (inputs.source_faces)
 
     @property
     def n_frames(self):
@@ -335,7 +336,7 @@ def plan_faces(
     options,
     chunker,
     stages,
-    face_indices,
+    source_faces,
     *,
     lip_array=None,
     workers=None,
@@ -343,16 +344,16 @@ def plan_faces(
     progress=lambda n: None,
     motion_script=None,
 ):
-    """The first pass for several faces: each face's source pass (its own crops, motion and
-    ratios) and the driving pass of each distinct driving (one for every face, or one per face),
+    """The first pass for several faces (source_faces: inputs.SourceFace each): each face's source
+    pass (its own crops, motion and ratios) and the driving pass of each distinct driving (one for every face, or one per face),
     composed per face, so relative motion is relative to each face's own source. The animation
     has as many frames as the shortest face's."""
-    if len(driving_medias) not in (1, len(face_indices)):
+    if len(driving_medias) not in (1, len(source_faces)):
         raise ValueError(
-            f'{len(driving_medias)} driving inputs for {len(face_indices)} faces: give one driving '
+            f'{len(driving_medias)} driving inputs for {len(source_faces)} faces: give one driving '
             'input for every face, or one for all'
         )
-    hold = 'hold' if len(face_indices) > 1 else 'raise'
+    hold = 'hold' if len(source_faces) > 1 or source_faces[0].track is not None else 'raise'
     with stages.host('motion pass'):
         drivings = [
             driving_pass(
@@ -372,17 +373,18 @@ def plan_faces(
             source_pass(
                 models,
                 source_media,
-                options.replace(face_index=j),
+                options.replace(face_index=face.index),
                 chunker,
                 stages,
                 limit=None if limit == np.inf else int(limit),
                 workers=workers,
                 progress=progress,
                 on_missing=hold,
+                track=face.track,
             )  # fmt: skip
-            for j in face_indices
+            for face in source_faces
         ]
-    per_face = drivings * len(face_indices) if len(drivings) == 1 else drivings
+    per_face = drivings * len(source_faces) if len(drivings) == 1 else drivings
     n = min(output_frames(s, d) for s, d in zip(sources, per_face))
     plans = [
         compose_plan(
@@ -390,4 +392,4 @@ def plan_faces(
         )
         for s, d in zip(sources, per_face)
     ]
-    return FacesPlan(plans, tuple(face_indices))
+    return FacesPlan(plans, tuple(face.index for face in source_faces))
