@@ -395,27 +395,29 @@ def test_train_cli_and_animate_with_the_result(prepared, tmp_path):
                 str(workdir),
                 '--config.total_steps=4',
                 f'--config.data_dir={prepared["out"]}',
+                # eval's numbers on held-out videos, every 2 steps and at the end
+                f'--config.eval.videos={prepared["videos"]}',
+                '--config.eval.max_frames=2',
+                '--config.eval.every=2',
             ]
         )
         == 0
     )
     exported = workdir / 'stitching_retargeting_module.pth'
     assert exported.is_file() and (workdir / 'history.json').is_file()
-    # The exported head judged by eval's numbers on held-out videos (config.eval.videos).
-    from liveportrait_jax.cli.train import evaluate_head
-    from liveportrait_jax.training.config import load_config
-
-    config = load_config(os.path.join(REPO, 'configs/train_stitching.py:tiny'))
-    with config.unlocked():
-        config.eval.videos, config.eval.max_frames = str(prepared['videos']), 2
-    summary = evaluate_head(
-        lp.init_random_models('tiny', seed=0), str(exported), config, str(workdir)
-    )
-    report = __import__('json').loads((workdir / 'eval.json').read_text())
+    json = __import__('json')
+    report = json.loads((workdir / 'eval.json').read_text())
+    summary = report['summary']
+    assert report['exported'] == str(exported)
     assert set(summary) == {'self'} and len(report['rows']) == 4  # a, b, c, blank
     assert 'l1_baseline' in report['rows'][0] and summary['self']['l1']['clips'] == 3
     blank = next(r for r in report['rows'] if r['clip'] == 'blank.mp4')
     assert 'no face' in blank['error']  # recorded, and the others evaluated
+    # Step 2's head, judged the same way (the last step is the final eval above).
+    assert sorted(p.name for p in (workdir / 'eval').iterdir()) == ['step_2']
+    mid = json.loads((workdir / 'eval' / 'step_2' / 'eval.json').read_text())
+    assert mid['exported'].endswith('step_2/stitching_retargeting_module.pth')
+    assert set(mid['summary']['self']) == set(summary['self'])
     out = tmp_path / 'anim'
     assert (
         main(

@@ -1,6 +1,7 @@
 """`liveportrait-jax train`: fine-tune a head (stitching, eye or lip retargeting) or the openness
 regressor, from a config file loaded by path with `--config.KEY=VALUE` overrides."""
 
+import functools
 import json
 import logging
 import os
@@ -53,7 +54,10 @@ def run(args):
             seed=config.seed,
         )
     data = TrainData(config.data_dir)
-    result = train(config, args.workdir, models=models, data=data, log=log.info)
+    evaluate = None
+    if config.head != 'openness' and config.eval.videos and config.eval.every:
+        evaluate = functools.partial(evaluate_during_training, models, config, args.workdir)
+    result = train(config, args.workdir, models=models, data=data, log=log.info, evaluate=evaluate)
     if index != 0:  # process 0 writes the evaluation and the exported head, once
         distributed.barrier('liveportrait-exported')
         return 0
@@ -79,9 +83,30 @@ def run(args):
     return 0
 
 
-def evaluate_head(models, exported, config, workdir):
+def evaluate_during_training(models, config, workdir, step, params):
+    """config.eval.every: the head at `step` exported to <workdir>/eval/step_<step>/ and judged
+    there as evaluate_head does at the end; returns the summary's means for the trainer's log."""
+    from liveportrait_jax.training.export import export_stitching_module
+
+    out = os.path.join(workdir, 'eval', f'step_{step}')
+    os.makedirs(out, exist_ok=True)
+    path = export_stitching_module(
+        models,
+        os.path.join(out, 'stitching_retargeting_module.pth'),
+        overrides={config.head: params},
+    )
+    summary = evaluate_head(models, path, config, out, log_wandb=False)
+    return _scores(summary)
+
+
+def _scores(summary):
+    return {f'eval/{mode}/{k}': s['mean'] for mode, t in summary.items() for k, s in t.items()}
+
+
+def evaluate_head(models, exported, config, workdir, log_wandb=True):
     """The fine-tuned head judged by `eval`'s numbers (beside the no-motion baseline) on the
-    config's held-out videos: <workdir>/eval.json, the log, and wandb when the run logs there."""
+    config's held-out videos: <workdir>/eval.json, the log, and wandb when the run logs there
+    (and log_wandb)."""
     from liveportrait_jax.api import with_stitching_weights
     from liveportrait_jax.evaluation import protocol
     from liveportrait_jax.pipeline import AnimateOptions
@@ -92,19 +117,18 @@ def evaluate_head(models, exported, config, workdir):
         max_frames=config.eval.max_frames, progress=False,
     )  # fmt: skip
     summary = protocol.summarize(rows)
+    os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, 'eval.json'), 'w') as f:
         json.dump({'exported': exported, 'summary': summary, 'rows': rows}, f, indent=1)
     for mode, table in summary.items():
         for k, s in table.items():
             log.info('eval %s %s: %.4f (no-motion baseline %.4f)', mode, k, s['mean'],
                      s['baseline_mean'])  # fmt: skip
-    if config.wandb.mode != 'disabled':
+    if log_wandb and config.wandb.mode != 'disabled':
         import wandb
 
         run = wandb.init(project=config.wandb.project, mode=config.wandb.mode, dir=workdir,
                          id=config.wandb.run_id, resume='allow')  # fmt: skip
-        run.log(
-            {f'eval/{mode}/{k}': s['mean'] for mode, t in summary.items() for k, s in t.items()}
-        )
+        run.log(_scores(summary))
         run.finish()
     return summary

@@ -41,8 +41,9 @@ def base(head, arg):
         {'mode': 'disabled', 'project': 'liveportrait-jax', 'run_id': None}
     )
     # At the end of training, `eval` (README "Evaluation") of the exported head on held-out face
-    # videos (a folder; '': none), written to <workdir>/eval.json and logged (wandb too).
-    c.eval = ml_collections.ConfigDict({'videos': '', 'max_frames': 30, 'cross': False})
+    # videos (a folder; '': none), written to <workdir>/eval.json and logged (wandb too); with
+    # every=N also every N steps on the way (<workdir>/eval/step_N/eval.json, the log, wandb).
+    c.eval = ml_collections.ConfigDict({'videos': '', 'max_frames': 30, 'cross': False, 'every': 0})
     if arg == 'tiny':
         c.random_weights = True
         c.model_config = 'tiny'

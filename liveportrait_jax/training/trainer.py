@@ -143,8 +143,13 @@ def _batch_arrays(batch):
     return {k: np.asarray(v, np.float32) if v.dtype.kind == 'f' else v for k, v in batch.items()}
 
 
-def train(config, workdir, *, models=None, data=None, devices=None, log=print):
-    """Trains config.head for config.total_steps (resuming from workdir if it has checkpoints)."""
+def train(config, workdir, *, models=None, data=None, devices=None, log=print, evaluate=None):
+    """Trains config.head for config.total_steps (resuming from workdir if it has checkpoints).
+
+    evaluate(step, params) -> {name: float}: run by process 0 every config.eval.every steps
+    (before the last; the caller judges the final head), with the head's params as numpy; what it
+    returns is logged (and sent to wandb). The other processes wait at their next step meanwhile.
+    """
     import orbax.checkpoint as ocp
 
     from liveportrait_jax import distributed
@@ -278,6 +283,13 @@ def train(config, workdir, *, models=None, data=None, devices=None, log=print):
 
                     payload['sample'] = wandb.Image(np.asarray(sample))
                 run.log(payload, step=step)
+        every = config.get('eval', {}).get('every', 0)
+        if evaluate and every and step % every == 0 and step < config.total_steps:
+            if jax.process_index() == 0:
+                scores = evaluate(step, jax.tree.map(_host, params))
+                log(f'step {step}: ' + ', '.join(f'{k} {v:.4g}' for k, v in scores.items()))
+                if run is not None:
+                    run.log(scores, step=step)
         manager.save(
             step,
             args=ocp.args.StandardSave(
