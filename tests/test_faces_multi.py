@@ -163,6 +163,15 @@ def test_face_tracks_find_faces_that_come_in_later(group):
     assert [t.first_frame for t in tracks] == [0, 2]
     assert [t.frames_seen for t in tracks] == [5, 3]
     assert tracks[0].face.bbox[0] < 360 <= tracks[1].face.bbox[0]
+    # The faces `animate` chooses from (a progress bar counting the frames of that pass).
+    from liveportrait_jax.pipeline.inputs import source_faces
+    from liveportrait_jax.pipeline.read import media_from_frames
+
+    counted = []
+    media = media_from_frames(list(frames), name='group.mp4', is_video=True)
+    count = lambda n: counted.append(n) or True  # noqa: E731  (tqdm's update returns a bool)
+    chosen = source_faces(media, AnimateOptions(faces='1'), progress=count)
+    assert [(f.index, f.track.first_frame) for f in chosen] == [(1, 2)] and sum(counted) == 5
     frames[:, :, 360:700] = 200
     frames[3] = group
     tracks = faces.landmarks.face_tracks(iter(frames), source_name='group.mp4', workers=2, block=2)

@@ -175,6 +175,12 @@ def iter_source(
         yield SourceFrame(i, f, res.image_256, res.M_o2c, res.M_c2o, res.landmarks, present)
 
 
+def _counted(frames, progress):
+    for f in frames:
+        progress(1)
+        yield f
+
+
 def source_faces(media, options, *, animals=False, limit=None, workers=None, progress=None):
     """The SourceFaces to animate: options.faces ('all': every face; '0,2': those), or the one
     face of options.face_index when options.faces is empty.
@@ -203,7 +209,7 @@ def source_faces(media, options, *, animals=False, limit=None, workers=None, pro
     else:
         workers = faces.landmarks.default_workers() if workers is None else workers
         if progress is not None:
-            frames = (progress(1) or f for f in frames)
+            frames = _counted(frames, progress)
         tracks = faces.landmarks.face_tracks(
             frames, max_num_faces=MAX_FACES, source_name=media.name, workers=workers
         )
