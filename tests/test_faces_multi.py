@@ -172,6 +172,10 @@ def test_face_tracks_find_faces_that_come_in_later(group):
     count = lambda n: counted.append(n) or True  # noqa: E731  (tqdm's update returns a bool)
     chosen = source_faces(media, AnimateOptions(faces='1'), progress=count)
     assert [(f.index, f.track.first_frame) for f in chosen] == [(1, 2)] and sum(counted) == 5
+    # Its landmarks in every frame, kept from that one search (each face's pass reads them).
+    rows = list(chosen[0].rows.rows())
+    assert [r is not None for r in rows] == [False, False, True, True, True]
+    np.testing.assert_array_equal(rows[2].landmarks, chosen[0].track.face.landmarks)
     frames[:, :, 360:700] = 200
     frames[3] = group
     tracks = faces.landmarks.face_tracks(iter(frames), source_name='group.mp4', workers=2, block=2)

@@ -26,7 +26,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -60,6 +60,12 @@ class Face:
     landmarks: np.ndarray
     bbox: np.ndarray
     landmarks_z: Optional[np.ndarray] = None
+
+    @classmethod
+    def from_landmarks(cls, landmarks: np.ndarray) -> 'Face':
+        """A Face of (478, 2) pixel landmarks alone (its bbox around them; no depth)."""
+        landmarks = np.asarray(landmarks, np.float32)
+        return cls(landmarks=landmarks, bbox=_bbox_of(landmarks))
 
     @property
     def area(self) -> float:
@@ -353,28 +359,16 @@ def default_workers() -> int:
 class _Follower:
     """Which of a frame's faces is "the" face: the rule of track_faces, applied in frame order."""
 
-    def __init__(self, face_index, source_name, on_missing, min_iou=0.0, anchor=None):
+    def __init__(self, face_index, source_name, on_missing):
         if on_missing not in ('raise', 'hold'):
             raise ValueError(f"on_missing must be 'raise' or 'hold', got {on_missing!r}")
         self.face_index, self.name, self.on_missing = face_index, source_name, on_missing
-        # min_iou > 0 (one face of several): the face must overlap where it was by this much, and
-        # a lone face elsewhere is another person, not this one after a cut.
-        self.min_iou = min_iou
-        # anchor (frame, bbox): a face first seen in that frame there (see face_tracks), followed
-        # from then on instead of face_index in the first frame.
-        self.anchor = anchor
         self.prev: Optional[Face] = None
         self.missing = 0  # frames without the face (held, or leading)
 
     def __call__(self, i: int, faces: List[Face]) -> Optional[Face]:
         face = None
-        if self.prev is None and self.anchor is not None:
-            start, box = self.anchor
-            if i >= start and faces:
-                face = max(faces, key=lambda f: _iou(f.bbox, box))
-                if _iou(face.bbox, box) < max(self.min_iou, 1e-6):
-                    face = None
-        elif self.prev is None:
+        if self.prev is None:
             if len(faces) > self.face_index:
                 face = faces[self.face_index]
             elif faces and self.on_missing == 'raise':
@@ -383,12 +377,10 @@ class _Follower:
                     i,
                     f'face_index={self.face_index} requested but only {len(faces)} face(s) found',
                 )
-        elif len(faces) == 1 and not self.min_iou:
+        elif len(faces) == 1:
             face = faces[0]  # one face: it is the one we follow (even across a cut)
         elif faces:
             face = max(faces, key=lambda f: _iou(f.bbox, self.prev.bbox))
-            if self.min_iou and _iou(face.bbox, self.prev.bbox) < self.min_iou:
-                face = None
         if face is None:
             if self.on_missing == 'raise':
                 raise NoFaceError(self.name, i)
@@ -471,9 +463,6 @@ def track_faces_stream(
     on_missing: str = 'raise',
     workers: int = 1,
     block: int = TRACK_BLOCK,
-    min_iou: float = 0.0,
-    static: bool = False,
-    anchor: Optional[Tuple[int, np.ndarray]] = None,
 ) -> Iterator[Tuple[np.ndarray, Optional[Face]]]:
     """Yields (frame, Face) for every frame of a video, in order, in MediaPipe's tracking mode.
 
@@ -492,16 +481,9 @@ def track_faces_stream(
       worker takes it: the landmarks are the same for any number of workers.
     Frames where tracking finds no face are searched again in static mode with zoomed windows,
     which finds faces down to ~6% of the frame's long side.
-    min_iou, static: for one face of several (the faces of a group, each followed on its own): the
-      face must overlap its previous box by min_iou (else it is missing in that frame), and every
-      frame is searched in static mode (MediaPipe's tracker may drop one of several faces for a
-      frame while it follows the others).
-    anchor: (frame index, bbox) of a face that comes in later (a FaceTrack of face_tracks): the
-      face overlapping that box from that frame on is followed instead of face_index; the frames
-      before are leading frames (None).
     """
-    follow = _Follower(face_index, source_name, on_missing, min_iou, anchor)
-    detect = _BlockDetector(max(max_num_faces, face_index + 1), source_name, static)
+    follow = _Follower(face_index, source_name, on_missing)
+    detect = _BlockDetector(max(max_num_faces, face_index + 1), source_name)
     for i, frame, found in _detected(frames, detect, workers, block, source_name):
         yield frame, follow(i, found)
     if follow.prev is None:
@@ -552,9 +534,11 @@ MIN_TRACK_FRAMES = 3
 
 @dataclass(frozen=True)
 class FaceTrack:
-    """A face of a video, found by face_tracks: where it is first seen (frame and Face there) and
-    in how many frames it is seen at all."""
+    """A face of a video, found by face_tracks: its number (faces numbered as they are first
+    seen, stray finds included), where it is first seen (frame and Face there), and in how many
+    frames it is seen at all."""
 
+    number: int
     first_frame: int
     face: Face
     frames_seen: int
@@ -568,15 +552,19 @@ def face_tracks(
     source_name: Optional[str] = None,
     workers: int = 1,
     block: int = TRACK_BLOCK,
+    keep: Optional[Callable[[int, Dict[int, Face]], None]] = None,
 ) -> List[FaceTrack]:
     """Every face of a video, including faces that come in later: one pass in static mode (each
-    frame's faces found afresh, as track_faces_stream(static=True) finds them), the faces of each
-    frame matched to the faces seen so far by overlap (IoU >= min_iou with where each was last
-    seen, best pairs first). A face that overlaps none is a new face.
+    frame's faces found afresh, which keeps one of several faces that MediaPipe's tracker may drop
+    for a frame while it follows the others), the faces of each frame matched to the faces seen so
+    far by overlap (IoU >= min_iou with where each was last seen, best pairs first). A face that
+    overlaps none is a new face; a face absent from a frame is missing there (not held).
 
+    keep(i, {number: Face}): called for each frame with the faces seen in it, by FaceTrack.number
+    (the caller keeps what it needs of them: this function holds only a box and one Face a face).
     Returns the faces of the first frame, largest first (the order of face indices in an image),
     then the faces that come in later, in the order they come in, each seen in at least
-    MIN_TRACK_FRAMES frames. Holds only a box and one Face per face found.
+    MIN_TRACK_FRAMES frames. No frames is a ValueError.
     """
     detect = _BlockDetector(max_num_faces, source_name, static=True)
     tracks: List[list] = []  # [first_frame, first Face, last bbox, frames seen]
@@ -585,21 +573,25 @@ def face_tracks(
             ((_iou(f.bbox, t[2]), k, j) for k, t in enumerate(tracks) for j, f in enumerate(found)),
             reverse=True,
         )
-        used_t, used_f = set(), set()
+        seen: Dict[int, int] = {}  # track number -> index of its face in this frame
         for iou, k, j in pairs:
             if iou < min_iou:
                 break
-            if k not in used_t and j not in used_f:
-                used_t.add(k)
-                used_f.add(j)
-                tracks[k][2], tracks[k][3] = found[j].bbox, tracks[k][3] + 1
+            if k not in seen and j not in seen.values():
+                seen[k] = j
+        for k, j in seen.items():
+            tracks[k][2], tracks[k][3] = found[j].bbox, tracks[k][3] + 1
+        taken = set(seen.values())
         for j, f in enumerate(found):  # largest first: the first frame's order is the index order
-            if j not in used_f:
+            if j not in taken:
+                seen[len(tracks)] = j
                 tracks.append([i, f, f.bbox, 1])
+        if keep is not None:
+            keep(i, {k: found[j] for k, j in seen.items()})
     return [
-        FaceTrack(first, face, seen)
-        for first, face, _, seen in tracks
-        if first == 0 or seen >= MIN_TRACK_FRAMES
+        FaceTrack(k, first, face, n_seen)
+        for k, (first, face, _, n_seen) in enumerate(tracks)
+        if first == 0 or n_seen >= MIN_TRACK_FRAMES
     ]
 
 

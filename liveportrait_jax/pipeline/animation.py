@@ -11,6 +11,7 @@ length. `animate` works on files, `animate_frames` on arrays; both run the same 
 import dataclasses
 import os
 import time
+from contextlib import nullcontext
 from typing import Optional
 
 import numpy as np
@@ -65,9 +66,10 @@ def run(models, source, driving, options, outputs_for, *, chunk, lip_array, anim
         limit or source.n_frames, 'faces (every face)', progress and source.is_video
     )
     try:
-        chosen = source_faces(
-            source, options, animals=animals, workers=workers, limit=limit, progress=find
-        )
+        with stages.host('faces: every face (source)') if options.faces else nullcontext():
+            chosen = source_faces(
+                source, options, animals=animals, workers=workers, limit=limit, progress=find
+            )
     finally:
         close()
     total = sum(1 if d.kind in ('template', 'script') else d.n_frames for d in drivings)

@@ -16,8 +16,10 @@ The reference's rules kept here:
   only scales and shifts, does not change them).
 """
 
+import collections
 import dataclasses
 import logging
+import tempfile
 from typing import Optional
 
 import cv2
@@ -83,55 +85,88 @@ class SourceFrame:
     present: bool = True  # False: the face was not found in this frame (its crop is held)
 
 
+class TrackRows:
+    """One face's landmarks in each frame of a source video, as face_tracks found them: (478, 2)
+    float32 rows, NaN where the face is not in the frame, in an unnamed temporary file (3.8 kB a
+    frame on disk, nothing in memory), so each face's source pass reads them instead of finding the
+    faces again."""
+
+    ROW = (faces.landmarks.NUM_LANDMARKS, 2)
+
+    def __init__(self):
+        self.file = tempfile.TemporaryFile(prefix='liveportrait-track-')
+        self.n = 0
+
+    def put(self, i, landmarks):
+        """Row i (rows before it that were not put are the face's absence)."""
+        self.pad(i)
+        self.file.write(np.ascontiguousarray(landmarks, np.float32).tobytes())
+        self.n = i + 1
+
+    def pad(self, n):
+        """Absent rows up to n rows."""
+        if n > self.n:
+            self.file.write(np.full((n - self.n,) + self.ROW, np.nan, np.float32).tobytes())
+            self.n = n
+
+    def rows(self):
+        """Yields each frame's Face, or None where the face is not in the frame."""
+        size = int(np.prod(self.ROW)) * 4
+        self.file.flush()
+        self.file.seek(0)
+        for _ in range(self.n):
+            lm = np.frombuffer(self.file.read(size), np.float32).reshape(self.ROW)
+            yield None if np.isnan(lm[0, 0]) else faces.landmarks.Face.from_landmarks(lm)
+
+
 @dataclasses.dataclass(frozen=True)
 class SourceFace:
     """A face of the source to animate: its index (largest first in the first frame; in a video
     with several faces, then the faces that come in later, in order), and for a face of a video
-    chosen with `faces`, its track (faces.landmarks.FaceTrack: where it is first seen)."""
+    chosen with `faces`, its track (faces.landmarks.FaceTrack: where it is first seen) and its
+    landmarks in every frame (TrackRows)."""
 
     index: int
     track: Optional[faces.landmarks.FaceTrack] = None
+    rows: Optional[TrackRows] = None
 
 
-def _source_face_frames(media, options, frames, workers, on_missing='raise', track=None):
+def _source_face_frames(media, options, frames, workers, face=None):
     """(frame, Face, present) of the source's frames: an image is searched in static mode (with
-    the small-face search), a video tracked. No face is an error naming the file and frame, or,
-    with on_missing='hold' (one face of several), the frame keeps the previous frame's face and
-    present is False. With a track (SourceFace.track), that face is followed from where it comes
-    in; the frames before it keep its first Face (a stand-in crop, not pasted: present False)."""
+    the small-face search), a video tracked (no face in a frame is an error naming the file and
+    frame). A face of a video found by source_faces (face.rows) takes its landmarks from there:
+    in frames without it (before it comes in, or while it is out of the picture) it keeps the
+    last Face it had (its first before it comes in), a stand-in crop that is not pasted (present
+    False)."""
     if media.kind == 'image':
         frame = next(iter(frames))
         yield frame, faces.detect_face(frame, options.face_index, source_name=media.name), True
         return
-    prev = None
-    several = (
-        {} if on_missing == 'raise' else dict(max_num_faces=MAX_FACES, min_iou=0.3, static=True)
+    if face is not None and face.rows is not None:
+        held, rows = face.track.face, face.rows.rows()
+        for i, frame in enumerate(frames):
+            found = next(rows, _END)
+            if found is _END:
+                raise ValueError(f'{media.name!r}: frame {i} was not searched for faces')
+            if found is not None:
+                held = found
+            yield frame, held, found is not None
+        return
+    tracked = faces.landmarks.track_faces_stream(
+        frames, options.face_index, source_name=media.name, workers=workers
     )
-    if track is not None:
-        several['anchor'] = (track.first_frame, track.face.bbox)
-    for i, (frame, face) in enumerate(
-        faces.landmarks.track_faces_stream(
-            frames, options.face_index, source_name=media.name, on_missing=on_missing,
-            workers=workers, **several,
-        )
-    ):  # fmt: skip
-        if face is None and track is not None:  # before the face comes in
-            yield frame, track.face, False
-            continue
-        if face is None:  # not there from the first frame on: nothing to hold
-            raise faces.NoFaceError(media.name, i, f'face {options.face_index} is not in frame 0')
-        yield frame, face, face is not prev  # the tracker hands back the same Face when held
-        prev = face
+    for frame, found in tracked:
+        yield frame, found, True
 
 
-def iter_source(
-    media, options, *, animals=False, limit=None, workers=None, on_missing='raise', track=None
-):
+_END = object()
+
+
+def iter_source(media, options, *, animals=False, limit=None, workers=None, face=None):
     """Yields a SourceFrame for each source frame (the first pass over the source).
 
-    on_missing: 'raise' (a frame without the face is an error) or 'hold' (one face of several: the
-    frame keeps the last crop, marked not present). track: SourceFace.track, a face of a video
-    that may come in later (with on_missing='hold')."""
+    face: a SourceFace of source_faces (one of several faces of a video: its landmarks come from
+    that search, and frames without it are marked not present)."""
     workers = faces.landmarks.default_workers() if workers is None else workers
     frames = (
         resize_to_limit(f, options.source_max_dim, options.source_division)
@@ -160,11 +195,11 @@ def iter_source(
                 res = faces.crop_animal(f, dsize=options.dsize, source_name=name)
             yield SourceFrame(i, f, res.image_256, res.M_o2c, res.M_c2o, None)
         return
-    face_frames = _source_face_frames(media, options, frames, workers, on_missing, track)
-    for i, (f, face, present) in enumerate(face_frames):
+    face_frames = _source_face_frames(media, options, frames, workers, face)
+    for i, (f, found, present) in enumerate(face_frames):
         res = faces.crop_source_image(
             f,
-            face,
+            found,
             dsize=options.dsize,
             scale=options.scale,
             vx_ratio=options.vx_ratio,
@@ -210,10 +245,22 @@ def source_faces(media, options, *, animals=False, limit=None, workers=None, pro
         workers = faces.landmarks.default_workers() if workers is None else workers
         if progress is not None:
             frames = _counted(frames, progress)
+        rows, searched = collections.defaultdict(TrackRows), [0]
+
+        def keep(i, seen):
+            searched[0] = i + 1
+            for number, face in seen.items():
+                rows[number].put(i, face.landmarks)
+
         tracks = faces.landmarks.face_tracks(
-            frames, max_num_faces=MAX_FACES, source_name=media.name, workers=workers
+            frames, max_num_faces=MAX_FACES, source_name=media.name, workers=workers, keep=keep
         )
-        found = [SourceFace(i, t) for i, t in enumerate(tracks)]
+        found = []
+        for i, t in enumerate(tracks):
+            rows[t.number].pad(searched[0])
+            found.append(SourceFace(i, t, rows.pop(t.number)))
+        for r in rows.values():  # stray finds
+            r.file.close()
         later = sum(t.first_frame > 0 for t in tracks)
         log.info('%s: %d face(s) in the first frame, %d coming in later',
                  media.name, len(tracks) - later, later)  # fmt: skip

@@ -94,17 +94,16 @@ def _motion_of(models, chunker, rows, progress, keys=MOTION_KEYS):
 
 def source_pass(
     models, media, options, chunker, stages, *, animals=False, limit=None, workers=None, progress,
-    on_missing='raise', track=None,
+    face=None,
 ):  # fmt: skip
-    """Reads, crops and runs M on every source frame (faces in their own thread). on_missing,
-    track: as inputs.iter_source ('hold' for one face of several in a video)."""
+    """Reads, crops and runs M on every source frame (faces in their own thread). face: one
+    face of several (inputs.iter_source)."""
     first = {}
 
     def rows():
         for sf in iter_source(
-            media, options, animals=animals, limit=limit, workers=workers, on_missing=on_missing,
-            track=track,
-        ):  # fmt: skip
+            media, options, animals=animals, limit=limit, workers=workers, face=face
+        ):
             if sf.index == 0:
                 first['frame'], first['crop'] = sf.frame, sf.crop_256
             yield sf.crop_256, sf.M_o2c, sf.M_c2o, sf.landmarks, sf.present
@@ -353,7 +352,6 @@ def plan_faces(
             f'{len(driving_medias)} driving inputs for {len(source_faces)} faces: give one driving '
             'input for every face, or one for all'
         )
-    hold = 'hold' if len(source_faces) > 1 or source_faces[0].track is not None else 'raise'
     with stages.host('motion pass'):
         drivings = [
             driving_pass(
@@ -379,8 +377,7 @@ def plan_faces(
                 limit=None if limit == np.inf else int(limit),
                 workers=workers,
                 progress=progress,
-                on_missing=hold,
-                track=face.track,
+                face=face,
             )  # fmt: skip
             for face in source_faces
         ]
