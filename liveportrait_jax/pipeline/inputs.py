@@ -242,38 +242,44 @@ def source_faces(media, options, *, animals=False, limit=None, workers=None, pro
             )
         ]
     else:
-        workers = faces.landmarks.default_workers() if workers is None else workers
-        if progress is not None:
-            frames = _counted(frames, progress)
-        rows, searched = collections.defaultdict(TrackRows), [0]
-
-        def keep(i, seen):
-            searched[0] = i + 1
-            for number, face in seen.items():
-                rows[number].put(i, face.landmarks)
-
-        tracks = faces.landmarks.face_tracks(
-            frames, max_num_faces=MAX_FACES, source_name=media.name, workers=workers, keep=keep
-        )
-        found = []
-        for i, t in enumerate(tracks):
-            rows[t.number].pad(searched[0])
-            found.append(SourceFace(i, t, rows.pop(t.number)))
-        for r in rows.values():  # stray finds
-            r.file.close()
-        later = sum(t.first_frame > 0 for t in tracks)
-        log.info('%s: %d face(s) in the first frame, %d coming in later',
-                 media.name, len(tracks) - later, later)  # fmt: skip
+        found = _video_faces(media, frames, workers, progress)
+    where = 0 if media.kind == 'image' else None  # the frame named in errors
     if not found:
-        raise faces.NoFaceError(media.name, 0 if media.kind == 'image' else None)
+        raise faces.NoFaceError(media.name, where)
     if chosen == 'all':
         return tuple(found)
-    missing = [i for i in chosen if i >= len(found)]
-    if missing:
+    if any(i >= len(found) for i in chosen):
         raise faces.NoFaceError(
-            media.name, 0, f'faces {options.faces!r} requested but {len(found)} face(s) found'
+            media.name, where, f'faces {options.faces!r} requested but {len(found)} face(s) found'
         )
     return tuple(found[i] for i in chosen)
+
+
+def _video_faces(media, frames, workers, progress):
+    """The SourceFaces of every face of a video (source_faces), each with its TrackRows."""
+    workers = faces.landmarks.default_workers() if workers is None else workers
+    if progress is not None:
+        frames = _counted(frames, progress)
+    rows, searched = collections.defaultdict(TrackRows), [0]
+
+    def keep(i, seen):
+        searched[0] = i + 1
+        for number, face in seen.items():
+            rows[number].put(i, face.landmarks)
+
+    tracks = faces.landmarks.face_tracks(
+        frames, max_num_faces=MAX_FACES, source_name=media.name, workers=workers, keep=keep
+    )
+    found = []
+    for i, t in enumerate(tracks):
+        rows[t.number].pad(searched[0])  # absent in the last frames too
+        found.append(SourceFace(i, t, rows.pop(t.number)))
+    for r in rows.values():  # stray finds
+        r.file.close()
+    later = sum(t.first_frame > 0 for t in tracks)
+    log.info('%s: %d face(s) in the first frame, %d coming in later',
+             media.name, len(tracks) - later, later)  # fmt: skip
+    return found
 
 
 def crop_source(image, options, *, animals=False, name='<image>'):
