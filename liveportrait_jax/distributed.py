@@ -109,3 +109,31 @@ def barrier(name):
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
+
+
+def gather_json(value, directory, name):
+    """Every process's `value` (anything json can write), in process order, for process 0; None
+    in the others. Through files in a folder all processes share: each writes
+    <directory>/parts/<name>.<i>-of-<n>.json (atomically), then all wait for each other. With one
+    process, [value] and nothing written."""
+    import json
+
+    from liveportrait_jax.io import atomic_write_path
+
+    count, index = process_count(), process_index()
+    if count == 1:
+        return [value]
+    parts = os.path.join(directory, 'parts')
+    os.makedirs(parts, exist_ok=True)
+    path = lambda i: os.path.join(parts, f'{name}.{i}-of-{count}.json')  # noqa: E731
+    with atomic_write_path(path(index)) as tmp:
+        with open(tmp, 'w', encoding='utf-8') as f:
+            json.dump(value, f)
+    barrier(f'liveportrait-{name}-parts')
+    if index != 0:
+        return None
+    out = []
+    for i in range(count):
+        with open(path(i), encoding='utf-8') as f:
+            out.append(json.load(f))
+    return out

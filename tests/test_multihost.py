@@ -203,3 +203,22 @@ def test_training_two_processes_match_one_and_resume(prepared, tmp_path):
     h4, hf = {h['step']: h for h in history('four')}, history('fewer')
     assert [h['step'] for h in hf] == [3, 4]
     assert abs(hf[0]['loss'] - h4[3]['loss']) <= 1e-5 * max(1.0, abs(h4[3]['loss']))
+
+
+def test_eval_two_processes_give_one_process_table(videos, tmp_path):
+    # Each process evaluates its share of the clips; process 0 writes the one table.
+    args = ['eval', str(videos), '--demo', '--max-frames', '3', '--chunk', '3',
+            '--wandb-mode', 'disabled']  # fmt: skip
+    run_one([*args, '-o', str(tmp_path / 'one')])
+    logs = run_processes([*args, '-o', str(tmp_path / 'two')])
+    assert 'process 1 of 2' in logs[1] and 'wrote' in logs[0] and 'wrote' not in logs[1]
+    one = json.loads((tmp_path / 'one' / 'eval.json').read_text())['rows']
+    two = json.loads((tmp_path / 'two' / 'eval.json').read_text())['rows']
+    assert [(r['mode'], r['clip']) for r in two] == [(r['mode'], r['clip']) for r in one]
+    for a, b in zip(one, two):
+        assert a.keys() == b.keys()
+        for k, v in a.items():
+            if isinstance(v, float):
+                assert v == pytest.approx(b[k], rel=1e-6, abs=1e-6, nan_ok=True), (a['clip'], k)
+            else:
+                assert v == b[k], (a['clip'], k)

@@ -90,18 +90,13 @@ def run(args):
         chunk=args.chunk, progress=True, clips=mine,
     )  # fmt: skip
     os.makedirs(args.output_dir, exist_ok=True)
-    if count > 1:  # every process writes its rows; process 0 merges them
-        part = os.path.join(args.output_dir, 'parts', f'eval.{index}-of-{count}.json')
-        os.makedirs(os.path.dirname(part), exist_ok=True)
-        _write(part, json.dumps(rows))
-        distributed.barrier('liveportrait-eval-parts')
-        if index != 0:
-            return 0
-        rows = []
-        for i in range(count):
-            with open(os.path.join(args.output_dir, 'parts', f'eval.{i}-of-{count}.json')) as f:
-                rows += json.load(f)
-        rows.sort(key=lambda r: (r['mode'] != 'self', r['clip']))
+    parts = distributed.gather_json(rows, args.output_dir, 'eval')  # process 0 writes the table
+    if parts is None:
+        return 0
+    if len(parts) > 1:  # the processes' clips in one order
+        rows = sorted(
+            (r for part in parts for r in part), key=lambda r: (r['mode'] != 'self', r['clip'])
+        )
     summary = protocol.summarize(rows)
     settings = {
         'videos': os.path.abspath(args.videos),
