@@ -68,7 +68,7 @@ def run(args):
         shard=shard,
         chunk=args.chunk,
         progress=not args.quiet,
-        metrics_frames=max(0, args.metrics),
+        metrics=_metrics(models, args),
     )
     log.info(
         'shard %s: %d done, %d skipped, %d failed of %d jobs in %.1f s; results: %s',
@@ -76,3 +76,14 @@ def run(args):
         summary['jobs'], summary['wall_s'], summary['results'],
     )  # fmt: skip
     return 1 if summary['failed'] else 0
+
+
+def _metrics(models, args):
+    """--metrics N: each job measured by `eval`'s cross-reenactment numbers over N frames."""
+    if args.metrics <= 0:
+        return None
+    import functools
+
+    from liveportrait_jax.evaluation.protocol import job_metrics
+
+    return functools.partial(job_metrics, models, chunk=args.chunk, max_frames=args.metrics)

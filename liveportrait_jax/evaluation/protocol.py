@@ -246,3 +246,25 @@ def evaluate(models, folder, options, *, cross=False, max_frames=50, chunk=8, pr
     if bar is not None:
         bar.close()
     return rows, samples
+
+
+def job_metrics(models, job, *, chunk, max_frames):
+    """`eval`'s cross-reenactment metrics of a job (README "Evaluation"): how the animation follows
+    the driving video's pose, expression and eye/lip openness, beside the no-motion baseline.
+    Renders the job again in memory (first max_frames frames); {metric: value, metric_baseline:
+    value}, or {'metrics_error': why} for a job they do not apply to."""
+    from liveportrait_jax.pipeline.inputs import resize_to_limit
+    from liveportrait_jax.pipeline.read import open_media
+
+    if isinstance(job.driving, list) or job.options.faces:
+        return {'metrics_error': 'metrics are for one face and one driving video'}
+    src, drv = open_media(job.source, max_frames=1), open_media(job.driving, max_frames=max_frames)
+    if drv.kind != 'video':
+        return {'metrics_error': 'metrics need a driving video'}
+    source = np.stack([resize_to_limit(f) for f in src.frames(1)])
+    driving, _ = read_clip(job.driving, max_frames)
+    names = (os.path.basename(job.source), os.path.basename(job.driving))
+    row, _ = evaluate_pair(
+        models, source, driving, job.options, mode='cross', chunk=chunk, names=names
+    )
+    return {k: v for k, v in row.items() if k not in ('clip', 'mode', 'driving', 'frames')}

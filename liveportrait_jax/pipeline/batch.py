@@ -20,7 +20,7 @@ to temporary files and renames them). A failing job (missing file, no face, ...)
 error and the others run. Shards: job k belongs to shard k % N; each shard appends one line per job
 to its own `results.shard-I-of-N.jsonl` (status done / skipped / failed, error, seconds, frames,
 frames/s, outputs, and with `--metrics N` the job's cross-reenactment metrics beside their no-motion
-baselines, `job_metrics`).
+baselines, `evaluation.protocol.job_metrics`).
 """
 
 import dataclasses
@@ -29,8 +29,6 @@ import logging
 import os
 import time
 from typing import Optional
-
-import numpy as np
 
 from liveportrait_jax.io import atomic_write_path
 from liveportrait_jax.pipeline.options import options_from_values
@@ -156,32 +154,9 @@ def job_done(job_dir):
     return record
 
 
-def job_metrics(models, job, *, chunk, max_frames):
-    """`eval`'s cross-reenactment metrics of a job (README "Evaluation"): how the animation follows
-    the driving video's pose, expression and eye/lip openness, beside the no-motion baseline.
-    Renders the job again in memory (first max_frames frames); {metric: value, metric_baseline:
-    value}, or {'metrics_error': why} for a job they do not apply to."""
-    from liveportrait_jax.evaluation import protocol
-    from liveportrait_jax.pipeline.inputs import resize_to_limit
-    from liveportrait_jax.pipeline.read import open_media
-
-    if isinstance(job.driving, list) or job.options.faces:
-        return {'metrics_error': 'metrics are for one face and one driving video'}
-    src, drv = open_media(job.source, max_frames=1), open_media(job.driving, max_frames=max_frames)
-    if drv.kind != 'video':
-        return {'metrics_error': 'metrics need a driving video'}
-    source = np.stack([resize_to_limit(f) for f in src.frames(1)])
-    driving, _ = protocol.read_clip(job.driving, max_frames)
-    names = (os.path.basename(job.source), os.path.basename(job.driving))
-    row, _ = protocol.evaluate_pair(
-        models, source, driving, job.options, mode='cross', chunk=chunk, names=names
-    )
-    return {k: v for k, v in row.items() if k not in ('clip', 'mode', 'driving', 'frames')}
-
-
-def run_job(models, job, job_dir, *, chunk, progress=False, metrics_frames=0):
+def run_job(models, job, job_dir, *, chunk, progress=False, metrics=None):
     """Runs one job (animate into job_dir); returns its record (also written as job.json), with
-    `eval`'s metrics when metrics_frames > 0."""
+    metrics(job) (a dict, e.g. `eval`'s numbers) when given."""
     from liveportrait_jax.pipeline.animation import animate
 
     t = time.perf_counter()
@@ -196,8 +171,8 @@ def run_job(models, job, job_dir, *, chunk, progress=False, metrics_frames=0):
             'output': res.output, 'concat': res.concat, 'gif': res.gif, 'template': res.template,
         },
     }  # fmt: skip
-    if metrics_frames:
-        record['metrics'] = job_metrics(models, job, chunk=chunk, max_frames=metrics_frames)
+    if metrics is not None:
+        record['metrics'] = metrics(job)
     with atomic_write_path(os.path.join(job_dir, DONE)) as tmp:
         with open(tmp, 'w') as f:
             json.dump(record, f, indent=1)
@@ -205,11 +180,11 @@ def run_job(models, job, job_dir, *, chunk, progress=False, metrics_frames=0):
 
 
 def run_batch(models, jobs, output_dir, *, shard=(0, 1), chunk=8, progress=True, say=log.info,
-              metrics_frames=0):  # fmt: skip
+              metrics=None):  # fmt: skip
     """Runs this shard's jobs; returns the summary {done, skipped, failed, jobs, wall_s,
     results}. Exceptions other than a job's own errors (Ctrl-C, SIGTERM) stop the batch.
-    metrics_frames > 0: each job's record also holds `eval`'s cross-reenactment metrics over its
-    first metrics_frames frames (job_metrics)."""
+    metrics(job) -> dict: measured after each job that runs, kept in its record (the CLI's
+    --metrics N: evaluation.protocol.job_metrics)."""
     i, n = shard
     mine = [j for j in jobs if j.index % n == i]
     os.makedirs(output_dir, exist_ok=True)
@@ -233,9 +208,7 @@ def run_batch(models, jobs, output_dir, *, shard=(0, 1), chunk=8, progress=True,
                 row.update(status='skipped', **record)
             else:
                 try:
-                    record = run_job(
-                        models, job, job_dir, chunk=chunk, metrics_frames=metrics_frames
-                    )
+                    record = run_job(models, job, job_dir, chunk=chunk, metrics=metrics)
                     row.update(status='done', **record)
                 except Exception as e:  # noqa: BLE001  one job's failure is recorded, not fatal
                     row.update(status='failed', error=f'{type(e).__name__}: {e}')
