@@ -266,22 +266,17 @@ def test_cli_demo_and_errors(tmp_path, capsys):
     assert main(['animate', '--demo', '-o', str(tmp_path), '--quiet', '--chunk', '4']) == 0
     outs = sorted(os.listdir(tmp_path))
     assert 'demo_source--demo_driving.mp4' in outs and 'demo_driving.pkl' in outs
-    assert (
-        main(
-            [
-                'animate',
-                '-s',
-                str(tmp_path / 'nope.jpg'),
-                '-d',
-                'x.mp4',
-                '--weights',
-                str(tmp_path / 'noweights'),
-            ]
-        )
-        == 2
-    )
+    capsys.readouterr()
+    inputs = tmp_path / 'demo_inputs'
+    src, drv = str(inputs / 'demo_source.png'), str(inputs / 'demo_driving.mp4')
+    nowhere = str(tmp_path / 'noweights')
+    assert main(['animate', '-s', src, '-d', drv, '--weights', nowhere]) == 2
     err = capsys.readouterr().err
-    assert 'liveportrait-jax convert' in err and 'Hugging Face' in err
+    assert 'liveportrait-jax convert' in err and 'Hugging Face' in err and '--demo' in err
+    # the inputs are checked first: a missing source is named, not the missing weights
+    missing = str(tmp_path / 'nope.jpg')
+    assert main(['animate', '-s', missing, '-d', drv, '--weights', nowhere]) == 2
+    assert capsys.readouterr().err.endswith(f'error: {missing!r}: file not found\n')
 
 
 def test_animate_frames_in_memory(models):

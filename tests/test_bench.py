@@ -1,13 +1,14 @@
 """`liveportrait-jax bench`: one short run on tiny random weights, checked section by section."""
 
+import argparse
 import json
 import subprocess
 import sys
 
 import pytest
 
-from liveportrait_jax.cli.bench import positive_ints
 from liveportrait_jax.pipeline import bench
+from liveportrait_jax.pipeline.options import number_flag
 
 
 @pytest.fixture(scope='module')
@@ -74,10 +75,10 @@ def test_core_clock_counts_child_processes():
     assert clock.children >= 0.15 and clock.total >= clock.children
 
 
-def test_positive_ints():
-    assert positive_ints('100,400', '--rss-frames') == (100, 400)
-    assert positive_ints('', '--rss-frames') == ()
-    with pytest.raises(ValueError, match='--chunk'):
-        positive_ints('1,x', '--chunk')
-    with pytest.raises(ValueError, match='positive'):
-        positive_ints('0', '--chunk')
+def test_list_flags():
+    assert number_flag('--rss-frames', many=True)('100,400') == (100, 400)
+    assert number_flag('--rss-frames', many=True)('') == ()
+    with pytest.raises(argparse.ArgumentTypeError, match="--chunk must be a number, got 'x'"):
+        number_flag('--chunk', many=True)('1,x')
+    with pytest.raises(argparse.ArgumentTypeError, match='--chunk must be >= 1, got 0'):
+        number_flag('--chunk', many=True)('0')

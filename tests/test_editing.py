@@ -238,7 +238,14 @@ def test_video_lip_keypoints(models, clip):
         models, motion, x_s, lip_ratio=0.4, src_lip=src_lip, smooth_observation_variance=1e-12
     )
     ratio = np.concatenate([src_lip, np.full((4, 1), 0.4, np.float32)], axis=1)
-    np.testing.assert_allclose(raw - x_s, np.asarray(models.retarget_lip(x_s, ratio)), atol=1e-5)
+    per_frame = np.asarray(models.retarget_lip(x_s, ratio))
+    np.testing.assert_allclose(raw - x_s, per_frame, atol=1e-5)
+    assert np.abs(per_frame - per_frame[:1]).max() > 1e-3  # the frames' offsets differ
+    # huge variance: the filter never leaves its first observation, every frame gets frame 0's
+    strong = ed.video_lip_keypoints(
+        models, motion, x_s, lip_ratio=0.4, src_lip=src_lip, smooth_observation_variance=1e6
+    )
+    np.testing.assert_allclose(strong - x_s, np.repeat(per_frame[:1], 4, 0), atol=1e-5)
     # silence with a lip array: every non-eye expression is the lip array, the eyes are kept
     lip_array = np.zeros((21, 3), np.float32)
     x_d = ed.video_lip_keypoints(models, motion, x_s, silence=True, lip_array=lip_array)

@@ -90,9 +90,15 @@ def test_eval_command(clips, tmp_path):
         for k in names:
             assert k in r and f'{k}_baseline' in r
         assert r['frames'] == 3
-    # The baseline of self-reenactment is the first frame repeated: its first frame is exact.
+    # The baseline of self-reenactment is the first frame repeated: its first frame is exact,
+    # and the row holds its mean over the 3 frames (computed here from the clip itself).
     self_a = rows[0]
-    assert self_a['l1_baseline'] > 0 and 0 < self_a['ssim_baseline'] <= 1
+    real = protocol.read_clip(str(clips / 'a.mp4'), 3)[0]
+    first = np.repeat(real[:1], 3, 0)
+    l1, ssim = M.l1(first, real), M.ssim(first, real)
+    assert l1[0] == 0 and ssim[0] == pytest.approx(1.0) and (l1[1:] > 0).all()
+    assert self_a['l1_baseline'] == pytest.approx(l1.mean(), rel=1e-6)
+    assert self_a['ssim_baseline'] == pytest.approx(ssim.mean(), rel=1e-6)
     summary = report['summary']
     assert set(summary) == {'self', 'cross'}
     assert set(summary['self']) == set(protocol.SELF_METRICS)

@@ -202,8 +202,8 @@ def test_every_option_has_help_and_is_checked():
     for name, field in SCHEMA.items():
         meta = field.metadata
         assert isinstance(meta['help'], str) and len(meta['help']) > 10, name
-        if meta['min'] is not None:
-            with pytest.raises(ValueError, match=rf'{name} must be in \[.*\], got'):
+        if meta['min'] is not None:  # half-open ranges read '>= min'
+            with pytest.raises(ValueError, match=rf'{name} must be (in \[.*\]|>= \S+), got'):
                 AnimateOptions(**{name: meta['min'] - 1})
         if meta['max'] is not None:
             with pytest.raises(ValueError, match=rf'{name} must be in \[.*\], got'):

@@ -76,12 +76,20 @@ def test_written_video_reads_back(media):
     frames[0][0, 0] = 0
 
 
-def test_max_frames_and_early_stop(media):
+def test_max_frames_and_early_stop(media, monkeypatch):
+    from liveportrait_jax.io import video as video_io
+
     assert len(load_video_frames(media['silent'], max_frames=5)) == 5
     assert load_video_frames(media['silent'], max_frames=0) == []
+    started = []
+    track = video_io.track_process
+    monkeypatch.setattr(video_io, 'track_process', lambda p: started.append(p) or track(p))
     it = iter_video_frames(media['silent'])
     next(it)
-    it.close()  # abandoning the iterator must stop ffmpeg cleanly
+    it.close()  # abandoning the iterator must stop ffmpeg cleanly: killed or exited, and reaped
+    (proc,) = started
+    assert proc.returncode is not None and proc.stdout.closed
+    assert not os.path.exists(f'/proc/{proc.pid}')  # no zombie left behind
 
 
 def test_fractional_fps(tmp_path):

@@ -1,6 +1,7 @@
 """Every network and keypoint function against the reference's outputs (tiny config, batch of 2).
 
-Tolerance: max abs error <= 1e-4 after the layout transposes (NCHW/NCDHW -> channels-last).
+Tolerance: max abs error after the layout transposes (NCHW/NCDHW -> channels-last), per output
+about 10x the error measured on CPU (float32), never looser than the project's 1e-4.
 """
 
 import numpy as np
@@ -9,7 +10,36 @@ import pytest
 import liveportrait_jax as lp
 from liveportrait_jax.ops.keypoints import headpose_pred_to_degree
 
-TOL = 1e-4
+# Per output: (max abs error measured on CPU, JAX 0.7.1) x ~10, capped at the project's 1e-4.
+TOL = {
+    'F': 1.2e-6,  # measured 1.2e-7
+    'M pitch': 6e-6,  # 6.0e-7 (the raw head-pose bins)
+    'M yaw': 7e-6,  # 7.2e-7
+    'M roll': 7e-6,  # 7.2e-7
+    'M t': 3e-6,  # 2.8e-7
+    'M exp': 8e-6,  # 7.8e-7
+    'M scale': 3e-6,  # 3.0e-7
+    'M kp': 5e-6,  # 4.5e-7
+    'kp_info pitch': 8e-5,  # 7.6e-6 (degrees)
+    'kp_info yaw': 8e-5,  # 7.6e-6
+    'kp_info roll': 4e-5,  # 3.8e-6
+    'kp_info t': 3e-6,  # 2.8e-7
+    'kp_info exp': 8e-6,  # 7.8e-7
+    'kp_info scale': 3e-6,  # 3.0e-7
+    'kp_info kp': 5e-6,  # 4.5e-7
+    'rotation': 4e-8,  # 3.7e-9
+    'transform_keypoints': 5e-7,  # 4.5e-8
+    'headpose degrees': 8e-5,  # 7.6e-6
+    'stitching': 6e-7,  # 6.0e-8
+    'retarget_eye': 3e-7,  # 3.0e-8
+    'retarget_lip': 3e-7,  # 2.2e-8
+    'dense motion mask': 2.4e-6,  # 2.4e-7
+    'deformation': 5e-6,  # 4.8e-7
+    'occlusion map': 2.4e-6,  # 2.4e-7
+    'W out': 1e-6,  # 1.0e-7
+    'G': 6e-5,  # 5.9e-6
+    'warp_decode out': 1e-4,  # 1.2e-5 (W then G: the cap)
+}
 
 
 def nchw(x):
@@ -20,7 +50,7 @@ def assert_close(actual, expected, name):
     actual = np.asarray(actual)
     assert actual.shape == expected.shape, f'{name}: shape {actual.shape} vs {expected.shape}'
     err = float(np.max(np.abs(actual - expected)))
-    assert err <= TOL, f'{name}: max abs error {err:.3g} > {TOL}'
+    assert err <= TOL[name], f'{name}: max abs error {err:.3g} > {TOL[name]}'
     return err
 
 

@@ -69,6 +69,7 @@ STANDIN = textwrap.dedent(
                 f.write('half')
             try:
                 while True:
+                    cli.stopping.check()  # a safe point, as the real commands have
                     a.write(frame)
                     b.write(frame)
                     time.sleep(0.005)
@@ -194,10 +195,10 @@ def _check_clean_exit(rc, err, children, out, command, sig_name, status):
     assert rc == status, err[-3000:]
     assert 'Traceback' not in err, err[-3000:]
     assert lines and lines[-1] == (
-        f'liveportrait-jax {command}: interrupted ({sig_name}); no partial output was kept'
+        f'liveportrait-jax {command}: stopped by {sig_name}; no partial output was kept'
     ), err[-3000:]
     assert _leftovers(out) == []
-    time.sleep(0.2)  # a killed child may need a moment to be gone
+    # No grace period: the command kills and reaps its children before it exits itself.
     left = [name for child, name in children if _alive(child)]
     assert left == [], f'child processes left running: {left}'
 

@@ -36,12 +36,13 @@ def test_lowers_jitter_and_error(method):
         assert np.abs(out[:, c] - clean[:, c]).mean() < np.abs(noisy[:, c] - clean[:, c]).mean()
 
 
-@pytest.mark.parametrize('method, max_lag', [('kalman', 0), ('one-euro', 2)])
-def test_clean_turn_passes_with_bounded_lag(method, max_lag):
+# Measured: no lag for either; largest error 2.06 degrees (kalman), 0.16 (one-euro).
+@pytest.mark.parametrize('method, max_error', [('kalman', 2.5), ('one-euro', 0.5)])
+def test_clean_turn_passes_with_bounded_lag(method, max_error):
     turn = _turn()
     out = smooth_series(turn, method, fps=FPS)
-    assert lag_frames(turn, out) <= max_lag
-    assert np.abs(out - turn).max() < 4.0  # degrees, at the turn's fastest
+    assert lag_frames(turn, out) == 0
+    assert np.abs(out - turn).max() < max_error  # degrees, at the turn's fastest
     assert np.abs(out[-10:] - 30.0).max() < 0.1  # and it arrives
 
 
@@ -97,13 +98,27 @@ def test_smooth_motion(method):
     assert jitter(out['x_s']) < 0.5 * jitter(m['x_s'])
 
 
+def _x_d(models, source, driving, options):
+    """The driving keypoints an animation of these files renders (its first pass, planned)."""
+    from liveportrait_jax.pipeline.chunks import Chunker
+    from liveportrait_jax.pipeline.outputs import Stages
+    from liveportrait_jax.pipeline.plan import plan_animation
+    from liveportrait_jax.pipeline.read import open_media
+
+    plan = plan_animation(
+        models, open_media(source), open_media(driving), options, Chunker(8), Stages()
+    )
+    return np.asarray(plan.x_d)
+
+
 def test_pipeline_smooths_driving_and_template_holds_it(models, tmp_path):
     src, drv = write_demo_inputs(str(tmp_path / 'in'), n_frames=10)
     base = AnimateOptions(flag_write_concat=False)
     plain = animate(models, src, drv, str(tmp_path / 'a'), base, progress=False, label='')
+    steady_options = base.replace(motion_smoothing='kalman')
     steady = animate(
-        models, src, drv, str(tmp_path / 'b'), base.replace(motion_smoothing='kalman'),
-        progress=False, label='',
+        models, src, drv, str(tmp_path / 'b'), steady_options, progress=False, label='',
+        keep_frames=True,
     )  # fmt: skip
     from liveportrait_jax.io.templates import load_template
 
@@ -112,12 +127,17 @@ def test_pipeline_smooths_driving_and_template_holds_it(models, tmp_path):
     want = smooth_motion({'R': raw.R, 'exp': raw.exp}, 'kalman', fps=raw.fps or 25.0)
     np.testing.assert_allclose(smoothed.R, want['R'], atol=1e-5)
     np.testing.assert_allclose(smoothed.exp, want['exp'], atol=1e-6)
-    # Reusing the written template reproduces the smoothed animation's keypoints.
+    # Reusing the written template reproduces the smoothed animation's keypoints (and frames).
     again = animate(
         models, src, steady.template, str(tmp_path / 'c'), base, progress=False, label='',
         keep_frames=True,
     )  # fmt: skip
     assert again.n_frames == steady.n_frames
+    x_raw, x_steady = _x_d(models, src, drv, base), _x_d(models, src, drv, steady_options)
+    x_again = _x_d(models, src, steady.template, base)
+    assert np.abs(x_steady - x_raw).max() > 1e-3  # smoothing moved them
+    np.testing.assert_allclose(x_again, x_steady, atol=1e-5)
+    np.testing.assert_allclose(again.crops, steady.crops, atol=1)
 
 
 def test_image_source_arrays(models):

@@ -2,10 +2,11 @@
 library with `add_parser(subparsers)` and `run(args)`.
 
 However a command ends it leaves no partial output, temporary file or child process: outputs are
-written atomically (liveportrait_jax.io.atomic), and while a command runs SIGTERM and SIGHUP (what
-`timeout`, `docker stop`, job schedulers and a closed terminal send) are turned into the same
-unwinding as Ctrl-C, so every cleanup handler runs. Exit status: 2 for bad input, 128 + the signal
-number when interrupted (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP).
+written atomically (liveportrait_jax.io.atomic), and while a command runs SIGINT (Ctrl-C), SIGTERM
+and SIGHUP (what `timeout`, `docker stop`, job schedulers and a closed terminal send) are stop
+requests (liveportrait_jax.stopping): recorded, raised as Stopped at the next safe point so every
+cleanup handler runs, and the process is gone within 2 s. Exit status: 2 for bad input, 128 + the
+signal number when stopped (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP).
 """
 
 import argparse
@@ -13,10 +14,12 @@ import contextlib
 import importlib
 import logging
 import os
+import re
 import signal
 import sys
-import threading
 import warnings
+
+from liveportrait_jax import stopping
 
 # Subcommand -> module of this package. Modules are imported when the parser is built; each keeps
 # its heavy imports (JAX, OpenCV, Gradio) inside `run`, so `--help` is quick.
@@ -31,67 +34,10 @@ SUBCOMMANDS = {
     'eval': 'eval',
 }
 
-# Signals that end a command cleanly (besides SIGINT, which Python raises as KeyboardInterrupt).
-TERMINATING_SIGNALS = tuple(
-    getattr(signal, name) for name in ('SIGTERM', 'SIGHUP') if hasattr(signal, name)
-)
-
-
-class Terminated(BaseException):
-    """Raised in the main thread when a terminating signal arrives, so that the command unwinds like
-    on Ctrl-C: every `finally` and `except BaseException` cleanup runs. A BaseException, like
-    KeyboardInterrupt, so that `except Exception` handlers do not swallow it."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-    @property
-    def signal_name(self) -> str:
-        try:
-            return signal.Signals(self.signum).name
-        except ValueError:
-            return f'signal {self.signum}'
-
-    def __str__(self) -> str:
-        return f'terminated by {self.signal_name}'
-
-
-@contextlib.contextmanager
-def signals_raise_terminated():
-    """While the block runs, SIGTERM and SIGHUP raise Terminated in the main thread.
-
-    Only signals whose disposition is the default (terminate at once) are taken over: an ignored
-    SIGHUP (nohup) stays ignored. A second signal while the first one unwinds is ignored, so that
-    cleanup is not itself interrupted; a third one ends the process at once (in case cleanup hangs).
-    The previous handlers are restored afterwards. Outside the main thread (where Python cannot
-    install handlers) this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
-
-    def handler(signum, frame):
-        received.append(signum)
-        if len(received) == 1:
-            raise Terminated(signum)
-        if len(received) >= 3:  # asked three times: give up on cleanup
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-        # the second one: already unwinding, let the cleanup finish
-
-    previous = {}
-    try:
-        for sig in TERMINATING_SIGNALS:
-            with contextlib.suppress(OSError, ValueError):
-                if signal.getsignal(sig) == signal.SIG_DFL:
-                    previous[sig] = signal.signal(sig, handler)
-        yield
-    finally:
-        for sig, old in previous.items():
-            with contextlib.suppress(OSError, ValueError):
-                signal.signal(sig, old)
+# Stop requests live in liveportrait_jax.stopping (recorded, acted on at safe points); the old
+# names stay for code that imported them.
+Terminated = stopping.Stopped
+signals_raise_terminated = stopping.stop_on_signals
 
 
 def _log_warning(message, category, filename, lineno, file=None, line=None):
@@ -150,8 +96,28 @@ def describe_os_error(e: OSError) -> str:
     return f'{path!r}: {problem}'
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the command line's rules for what the user typed: a bad argument is one line,
+    `PROG: error: MESSAGE`, without the usage dump (--help has it); a negative number in any
+    spelling (-1e9, -.5, -inf) is a value, not an unknown option."""
+
+    NEGATIVE_NUMBER = re.compile(r'^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-(inf|infinity|nan)$', re.I)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # argparse's own pattern (-5, -.5) takes -1e9 for an option ("expected one argument").
+        self._negative_number_matcher = self.NEGATIVE_NUMBER
+
+    def error(self, message):
+        # "argument --chunk: --chunk must be >= 1, got 0": the flag is named once.
+        m = re.match(r'argument (\S+): (.*)', message, re.S)
+        if m and any(m.group(2).startswith(o + ' ') for o in m.group(1).split('/')):
+            message = m.group(2)
+        self.exit(2, f'{self.prog}: error: {message}\n')
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog='liveportrait-jax', description='LivePortrait portrait animation in JAX / Flax NNX.'
     )
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
@@ -180,26 +146,22 @@ def _cap_malloc_arenas() -> None:
         pass
 
 
-def _quiesce_device() -> None:
-    """Waits for device computations still running (dispatched ahead of an interrupted loop):
-    XLA's threads must not outlive the interpreter's shutdown, or the process crashes at exit."""
-    jax = sys.modules.get('jax')
-    if jax is None:
-        return
-    try:
-        for array in jax.live_arrays():
-            array.block_until_ready()
-    except Exception:
-        pass
-
-
-def _interrupted(command: str, signal_name: str, status: int) -> int:
-    _quiesce_device()
-    print(
-        f'liveportrait-jax {command}: interrupted ({signal_name}); no partial output was kept',
-        file=sys.stderr,
-    )
-    return status
+def _stopped(signum: int) -> int:
+    """The end of a command stopped by a signal: the one 'stopped' line, then os._exit(128 +
+    signum) after the cleanup the interpreter's exit would do (encoders and decoders killed,
+    temporary files removed). Skipping the interpreter's shutdown is what keeps the exit under 2 s:
+    tearing down JAX and the loaded modules took 1-1.5 s, and device work dispatched ahead (seconds
+    of it on a CPU) had to be waited for, or XLA's threads outliving Python crash the exit; the
+    two made SIGTERM in the render take 4-4.6 s. Does not return."""
+    tqdm = sys.modules.get('tqdm')
+    for bar in list(getattr(getattr(tqdm, 'tqdm', None), '_instances', ())):
+        with contextlib.suppress(Exception):
+            bar.close()  # a bar the stopped loop left open: the 'stopped' line gets its own line
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    stopping.exit_now(signum)
+    return 128 + signum  # not reached
 
 
 def main(argv=None):
@@ -209,13 +171,28 @@ def main(argv=None):
     # Only `train` takes extra arguments: its --config.KEY=VALUE overrides (ml_collections).
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, 'accepts_config_overrides', False):
-        parser.error(f'unrecognized arguments: {" ".join(extra)}')
+        Parser(prog=f'{parser.prog} {args.command}').error(
+            f'unrecognized arguments: {" ".join(extra)}'
+        )
     args.config_overrides = extra
     setup_logging()
     _cap_malloc_arenas()
+    stopping.reset()
     try:
-        with signals_raise_terminated():
-            return args.func(args)
+        with stopping.stop_on_signals(f'liveportrait-jax {args.command}'):
+            try:
+                status = args.func(args)
+                stopping.check()  # a request during the last steps: still a quick 128 + signal
+                return status
+            except BaseException as e:
+                # Whatever a stop request made fail (a killed encoder's broken pipe included), the
+                # command was stopped: one 'stopped' line and 128 + signal, not an error report.
+                signum = e.signum if isinstance(e, stopping.Stopped) else stopping.requested()
+                if signum is None and isinstance(e, KeyboardInterrupt):
+                    signum = signal.SIGINT  # SIGINT handled by someone else's handler
+                if signum is None:
+                    raise
+                return _stopped(int(signum))
     except (FileNotFoundError, ValueError, OutputError) as e:
         # CheckpointError, InputError, NoFaceError and option errors are ValueErrors: one clear
         # line naming the file and the problem instead of a traceback.
@@ -225,10 +202,6 @@ def main(argv=None):
         # e.g. -o naming an existing file: the path and the problem, not os.makedirs' traceback.
         print(f'liveportrait-jax {args.command}: error: {describe_os_error(e)}', file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return _interrupted(args.command, 'SIGINT', 128 + signal.SIGINT)
-    except Terminated as e:
-        return _interrupted(args.command, e.signal_name, 128 + e.signum)
 
 
 if __name__ == '__main__':

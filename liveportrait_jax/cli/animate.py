@@ -4,7 +4,11 @@ import logging
 import os
 
 from liveportrait_jax.cli.common import add_model_arguments, models_from_args
-from liveportrait_jax.pipeline.options import add_option_arguments, options_from_args
+from liveportrait_jax.pipeline.options import (
+    add_option_arguments,
+    number_flag,
+    options_from_args,
+)
 
 log = logging.getLogger('liveportrait_jax')
 
@@ -46,18 +50,23 @@ def add_parser(sub):
         help='output directory (default: animations)',
     )
     add_model_arguments(p, 'every frame')
-    p.add_argument('--chunk', type=int, default=8, help='frames per device batch (default 8)')
+    p.add_argument(
+        '--chunk',
+        type=number_flag('--chunk'),
+        default=8,
+        help='frames per device batch (default 8)',
+    )
     p.add_argument(
         '--max-frames',
-        type=int,
+        type=number_flag('--max-frames'),
         default=None,
         metavar='N',
-        help='read at most the first N frames of each video input (the driving video, '
-        'and the source when it is a video); default: all',
+        help='use at most the first N frames of each input that has frames (the driving video, '
+        'template or motion script, and the source when it is a video); default: all',
     )
     p.add_argument(
         '--max-template-frames',
-        type=int,
+        type=number_flag('--max-template-frames'),
         default=None,
         metavar='N',
         help='refuse a motion template (.pkl) with more than N frames (default: '
@@ -65,7 +74,7 @@ def add_parser(sub):
     )
     p.add_argument(
         '--workers',
-        type=int,
+        type=number_flag('--workers'),
         default=None,
         metavar='N',
         help='face-landmark threads (default: one per core but one, at most 8)',
@@ -105,12 +114,47 @@ def _load_lip_array(path):
 
 
 def run(args):
+    new_dirs = _missing_dirs(args.output_dir)
+    try:
+        return _run(args)
+    except BaseException:
+        # A failed run (no face, a bad input, a stop) leaves no empty folder it made itself;
+        # folders that were there before, and anything written into them, stay.
+        for path in new_dirs:
+            try:
+                os.rmdir(path)
+            except OSError:  # not empty (or gone): neither it nor its parents are ours to drop
+                break
+        raise
+
+
+def _missing_dirs(path):
+    """The folders of `path` that do not exist yet, deepest first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.lexists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+def _run(args):
     from liveportrait_jax.api import with_stitching_weights
     from liveportrait_jax.pipeline import animate
 
     if (args.source is None) != (args.driving is None):
         raise ValueError('give both -s SOURCE and -d DRIVING, or neither (built-in demo media)')
     builtin_media = args.source is None
+    if not builtin_media:  # a missing or unknown input is named before any weights are looked for
+        from liveportrait_jax.pipeline.read import kind_of
+
+        for path in (args.source, *args.driving, args.motion_script):
+            if path is not None:
+                kind_of(path)
+    lip_array = _load_lip_array(args.lip_array) if args.lip_array else None
     overrides = {}
     if args.animals and args.flag_stitching is None:
         overrides['flag_stitching'] = False  # the reference disables stitching for animals
@@ -127,7 +171,6 @@ def run(args):
         )
     if args.stitching_weights:
         models = with_stitching_weights(models, args.stitching_weights)
-    lip_array = _load_lip_array(args.lip_array) if args.lip_array else None
     log.info('models: %r', models)
     from liveportrait_jax.io.templates import DEFAULT_MAX_TEMPLATE_FRAMES
 

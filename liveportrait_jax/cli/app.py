@@ -3,7 +3,9 @@
 import logging
 import sys
 
+from liveportrait_jax import stopping
 from liveportrait_jax.cli.common import add_model_arguments, models_from_args
+from liveportrait_jax.pipeline.options import number_flag
 
 log = logging.getLogger('liveportrait_jax')
 
@@ -25,7 +27,7 @@ def add_parser(sub):
         default='127.0.0.1',
         help='address to listen on (default 127.0.0.1, this machine only)',
     )
-    p.add_argument('--port', type=int, default=7860, help='port (default 7860)')
+    p.add_argument('--port', type=number_flag('--port'), default=7860, help='port (default 7860)')
     p.add_argument(
         '--output-dir',
         default=None,
@@ -34,7 +36,7 @@ def add_parser(sub):
     )
     p.add_argument(
         '--chunk',
-        type=int,
+        type=number_flag('--chunk'),
         default=8,
         help="initial value of the page's chunk-size control (default 8)",
     )
@@ -69,5 +71,12 @@ def run(args):
         examples=args.examples,
     )
     log.info('results go to %s', app.lp_output_dir)
-    launch_app(app, host=args.host, port=args.port, block=True)
+    # Served from a thread while this one waits for a stop request (Ctrl-C, SIGTERM): Gradio's own
+    # blocking wait expects Ctrl-C as a KeyboardInterrupt, which the CLI no longer raises.
+    launch_app(app, host=args.host, port=args.port, block=False)
+    try:
+        while True:
+            stopping.wait(1.0)
+    finally:
+        app.close()
     return 0

@@ -7,6 +7,7 @@ log = logging.getLogger('liveportrait_jax')
 
 def add_parser(sub):
     from liveportrait_jax.cli.common import add_model_arguments
+    from liveportrait_jax.pipeline.options import number_flag
 
     p = sub.add_parser(
         'batch',
@@ -28,10 +29,15 @@ def add_parser(sub):
         'process index when several processes run, else all jobs)',
     )
     add_model_arguments(p, 'every frame')
-    p.add_argument('--chunk', type=int, default=8, help='frames per device batch (default 8)')
+    p.add_argument(
+        '--chunk',
+        type=number_flag('--chunk'),
+        default=8,
+        help='frames per device batch (default 8)',
+    )
     p.add_argument(
         '--metrics',
-        type=int,
+        type=number_flag('--metrics'),
         default=0,
         metavar='N',
         help="also measure each job with eval's cross-reenactment metrics over its first N "

@@ -5,6 +5,7 @@ import logging
 import os
 
 from liveportrait_jax.io import atomic_write_path
+from liveportrait_jax.pipeline.options import number_flag
 
 
 def add_parser(sub):
@@ -24,36 +25,44 @@ def add_parser(sub):
         choices=('full', 'tiny'),
         help='model config of the random weights (default: full, the released sizes)',
     )
-    p.add_argument('--chunk', default='1,4', help='comma-separated chunk sizes (default 1,4)')
+    p.add_argument(
+        '--chunk',
+        type=number_flag('--chunk', many=True),
+        default='1,4',
+        help='comma-separated chunk sizes (default 1,4)',
+    )
     p.add_argument(
         '--dtype',
         default='float32',
         choices=('float32', 'bfloat16', 'float16'),
         help='compute dtype of the convolutions (default float32)',
     )
-    p.add_argument('--repeats', type=int, default=2, help='timed runs per measurement')
+    p.add_argument(
+        '--repeats', type=number_flag('--repeats'), default=2, help='timed runs per measurement'
+    )
     p.add_argument(
         '--frames',
-        type=int,
+        type=number_flag('--frames'),
         default=None,
         help='frames of the end-to-end runs and of the whole animate() of the host section '
         '(default: twice the largest chunk)',
     )
     p.add_argument(
         '--host-frames',
-        type=int,
+        type=number_flag('--host-frames'),
         default=32,
         help='frames of each host stage measured alone (decode, landmarks, ...; default 32)',
     )
     p.add_argument(
         '--rss-frames',
+        type=number_flag('--rss-frames', many=True),
         default='100,400',
         help='comma-separated driving-video lengths for the peak-RSS runs, each in a fresh process '
         "(default 100,400; '' skips them)",
     )
     p.add_argument(
         '--rss-size',
-        type=int,
+        type=number_flag('--rss-size'),
         default=512,
         help='side of the square driving video of the peak-RSS runs (default 512)',
     )
@@ -66,27 +75,14 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def positive_ints(text, flag):
-    """'1,4' -> (1, 4); '' -> (); anything else but positive integers is an error naming `flag`."""
-    try:
-        values = tuple(int(v) for v in text.split(',') if v.strip())
-    except ValueError:
-        raise ValueError(f'{flag} takes comma-separated integers, got {text!r}') from None
-    if any(v < 1 for v in values):
-        raise ValueError(f'{flag} takes positive integers, got {text!r}')
-    return values
-
-
 def run(args):
     import jax.numpy as jnp
 
     from liveportrait_jax.pipeline.bench import SECTIONS, run_bench
 
-    chunks = positive_ints(args.chunk, '--chunk')
+    chunks = args.chunk  # each checked by its flag's type (pipeline.options.FLAG_RANGES)
     if not chunks:
         raise ValueError('--chunk needs at least one chunk size')
-    if args.host_frames < 1:
-        raise ValueError(f'--host-frames must be positive, got {args.host_frames}')
     sections = (
         SECTIONS
         if args.sections is None
@@ -95,8 +91,6 @@ def run(args):
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown or not sections:
         raise ValueError(f'--sections takes some of {",".join(SECTIONS)}, got {args.sections!r}')
-    if args.rss_size < 16:
-        raise ValueError(f'--rss-size must be at least 16, got {args.rss_size}')
     result = run_bench(
         args.config,
         chunks,
@@ -105,7 +99,7 @@ def run(args):
         args.frames,
         log=logging.getLogger('liveportrait_jax').info,
         host_frames=args.host_frames,
-        rss_frames=positive_ints(args.rss_frames, '--rss-frames'),
+        rss_frames=args.rss_frames,
         rss_size=args.rss_size,
         sections=sections,
     )

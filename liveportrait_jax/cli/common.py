@@ -36,14 +36,22 @@ def add_model_arguments(p, what='the output'):
 
 
 def models_from_args(args, *, fallback):
-    """The model set the arguments ask for (liveportrait_jax.demo's policy)."""
+    """The model set the arguments ask for (liveportrait_jax.demo's policy). Without usable
+    weights the error names both ways on: convert the released weights, or --demo now."""
     from liveportrait_jax.demo import load_models_or_demo
+    from liveportrait_jax.weights.errors import CheckpointError
 
-    return load_models_or_demo(
-        args.weights,
-        variant='animals' if args.animals else 'human',
-        dtype=args.dtype,
-        demo=args.demo,
-        fallback=fallback,
-        demo_config=args.config,
-    )
+    try:
+        return load_models_or_demo(
+            args.weights,
+            variant='animals' if args.animals else 'human',
+            dtype=args.dtype,
+            demo=args.demo,
+            fallback=fallback,
+            demo_config=args.config,
+        )
+    except CheckpointError as e:
+        raise CheckpointError(
+            f'{e}; or, to try it now, add --demo (random weights: the output is noise, labelled '
+            'as such in every frame)'
+        ) from None

@@ -12,7 +12,7 @@ log = logging.getLogger('liveportrait_jax')
 
 def add_parser(sub):
     from liveportrait_jax.cli.common import add_model_arguments
-    from liveportrait_jax.pipeline.options import add_option_arguments
+    from liveportrait_jax.pipeline.options import add_option_arguments, number_flag
 
     p = sub.add_parser(
         'eval',
@@ -29,9 +29,14 @@ def add_parser(sub):
     p.add_argument('-o', '--output-dir', default='eval', metavar='OUTDIR',
                    help='eval.json and eval.csv go here (default: eval)')  # fmt: skip
     p.add_argument('--cross', action='store_true', help='also cross-reenactment')
-    p.add_argument('--max-frames', type=int, default=50, metavar='N',
+    p.add_argument('--max-frames', type=number_flag('--max-frames'), default=50, metavar='N',
                    help='frames of each clip (default 50)')  # fmt: skip
-    p.add_argument('--chunk', type=int, default=8, help='frames per device batch (default 8)')
+    p.add_argument(
+        '--chunk',
+        type=number_flag('--chunk'),
+        default=8,
+        help='frames per device batch (default 8)',
+    )
     p.add_argument(
         '--stitching-weights',
         metavar='PTH',

@@ -7,6 +7,8 @@ log = logging.getLogger('liveportrait_jax')
 
 
 def add_parser(sub):
+    from liveportrait_jax.pipeline.options import number_flag
+
     p = sub.add_parser(
         'prepare-data',
         help='prepare face videos for fine-tuning (resumable)',
@@ -31,13 +33,13 @@ def add_parser(sub):
     )
     p.add_argument(
         '--frame-stride',
-        type=int,
+        type=number_flag('--frame-stride'),
         default=2,
         help='keep every N-th frame of each video (default 2)',
     )
     p.add_argument(
         '--max-frames',
-        type=int,
+        type=number_flag('--max-frames'),
         default=120,
         help='frames kept per video, after the stride (default 120)',
     )

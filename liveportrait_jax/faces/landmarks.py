@@ -30,6 +30,8 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 
 import numpy as np
 
+from liveportrait_jax import stopping
+
 NUM_LANDMARKS = 478
 
 
@@ -411,6 +413,7 @@ class _BlockDetector:
 
     def one(self, index: int, frame: np.ndarray, restart: bool) -> List[Face]:
         """The faces of one frame; `restart` forgets what the tracker followed so far."""
+        stopping.check()  # per frame, in whichever worker: a stop ends the face search
         fl = self._get(static=self.static)
         if restart and not self.static:
             fl.restart()

@@ -8,8 +8,9 @@ Cleanup does not depend on the caller reaching discard(): every temporary file i
 its AtomicPath is garbage-collected uncommitted, and at interpreter exit (weakref.finalize), after
 killing the encoder processes attached to it. Child processes registered with track_process (e.g.
 decoders) are killed at interpreter exit too. That covers the normal ways out of the process: return,
-exceptions, KeyboardInterrupt, and signals that the CLI turns into exceptions (SIGTERM, SIGHUP);
-only SIGKILL and a hard crash can leave a hidden '.<name>.*.partial.<ext>' file behind.
+exceptions, KeyboardInterrupt, stop requests (liveportrait_jax.stopping: Stopped raised at a safe
+point, or the watchdog's forced exit, which runs discard_everything first); only SIGKILL and a hard
+crash can leave a hidden '.<name>.*.partial.<ext>' file behind.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import tempfile
 import weakref
 from typing import Iterator
 
+from .. import stopping
 from .errors import OutputError, describe
 
 
@@ -69,6 +71,34 @@ def _stop_live_processes() -> None:
         stop_process(proc)
 
 
+# Temporary files not yet committed or discarded, and scratch directories (GIF frames); WeakSets,
+# so collected ones drop out.
+_PENDING: weakref.WeakSet = weakref.WeakSet()
+_TEMP_DIRS: weakref.WeakSet = weakref.WeakSet()
+
+
+def track_temp_dir(directory: tempfile.TemporaryDirectory) -> tempfile.TemporaryDirectory:
+    """Register a scratch directory to be removed by discard_everything (a forced exit skips the
+    TemporaryDirectory's own finaliser)."""
+    _TEMP_DIRS.add(directory)
+    return directory
+
+
+def discard_everything() -> None:
+    """Kill every tracked child process and remove every pending temporary file: what a stop that
+    cannot wait for the unwinding (stopping's watchdog, a third signal) runs before os._exit."""
+    for target in list(_PENDING):
+        with contextlib.suppress(Exception):
+            target._finalizer()
+    _stop_live_processes()
+    for directory in list(_TEMP_DIRS):
+        with contextlib.suppress(Exception):
+            directory.cleanup()
+
+
+stopping.add_emergency_cleanup(discard_everything)
+
+
 def _remove_temp(tmp_path: str, processes: list) -> None:
     """Finalizer of an AtomicPath: stop its writers first (one still running could recreate the
     file, e.g. ffmpeg's +faststart second pass), then remove the file."""
@@ -108,6 +138,7 @@ class AtomicPath:
             ) from e
         self._processes: list[subprocess.Popen] = []
         self._finalizer = weakref.finalize(self, _remove_temp, tmp, self._processes)
+        _PENDING.add(self)
         os.close(fd)
         self.final_path = final
         self.tmp_path = tmp

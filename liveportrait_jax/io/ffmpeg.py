@@ -14,6 +14,8 @@ import re
 import subprocess
 from typing import Sequence
 
+from .. import stopping
+from .atomic import stop_process, track_process
 from .errors import InputError, OutputError, check_input_file, describe
 
 
@@ -31,11 +33,27 @@ def ffmpeg_exe() -> str:
 
 
 def run_ffmpeg(args: Sequence[str]) -> subprocess.CompletedProcess:
-    """Run ffmpeg with `args` (without the program name); stdin is closed so it never waits for keys."""
+    """Run ffmpeg with `args` (without the program name); stdin is closed so it never waits for keys.
+
+    The process is tracked (io.atomic) and a stop request (liveportrait_jax.stopping) kills it and
+    raises Stopped: an ffmpeg left running could write its output after the process is gone."""
     cmd = [ffmpeg_exe(), '-hide_banner', '-nostdin', *args]
-    return subprocess.run(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    proc = track_process(
+        subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
     )
+    try:
+        while True:
+            try:
+                out, err = proc.communicate(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                stopping.check()
+    except BaseException:
+        stop_process(proc)
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def stderr_tail(text: str | bytes, n_lines: int = 6) -> str:

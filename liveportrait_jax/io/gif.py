@@ -15,9 +15,9 @@ import tempfile
 
 import numpy as np
 
-from .atomic import AtomicPath, stop_process, track_process
+from .atomic import AtomicPath, stop_process, track_process, track_temp_dir
 from .errors import OutputError, describe
-from .ffmpeg import ffmpeg_exe, raise_output_failure
+from .ffmpeg import ffmpeg_exe, raise_output_failure, run_ffmpeg
 from .images import as_rgb_uint8
 
 
@@ -28,7 +28,7 @@ class GifWriter:
         self.path = os.path.abspath(os.fspath(path))
         self._name = describe(path)
         self.fps, self.loop = float(fps), int(loop)
-        self._dir = tempfile.TemporaryDirectory(prefix='liveportrait-gif-')
+        self._dir = track_temp_dir(tempfile.TemporaryDirectory(prefix='liveportrait-gif-'))
         self._frames = os.path.join(self._dir.name, 'frames.mkv')
         self._proc = None
         self._log = tempfile.TemporaryFile()
@@ -68,11 +68,7 @@ class GifWriter:
         raise_output_failure(self.path, what, log)
 
     def _run(self, args, what):
-        res = subprocess.run(
-            [ffmpeg_exe(), '-hide_banner', '-nostdin', '-loglevel', 'error', '-y', *args],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-        )
+        res = run_ffmpeg(['-loglevel', 'error', '-y', *args])  # tracked, ends on a stop
         if res.returncode != 0:
             self.abort()
             raise_output_failure(self.path, what, res.stderr)

@@ -29,6 +29,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from .. import stopping
 from .atomic import AtomicPath, atomic_write_path, stop_process, track_process
 from .compose import concat_side_by_side  # noqa: F401  (re-exported: part of the video API)
 from .errors import InputError, OutputError, describe
@@ -501,7 +502,17 @@ class VideoWriter:
             self._proc.stdin.close()
         except OSError:
             pass
-        rc = self._proc.wait()
+        # ffmpeg finishing a long video takes a while: a stop request drops it (no output).
+        while True:
+            try:
+                rc = self._proc.wait(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                try:
+                    stopping.check()
+                except stopping.Stopped:
+                    self.abort()
+                    raise
         if rc != 0:
             log = self._read_log()
             self.abort()

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from liveportrait_jax import stopping
 from liveportrait_jax.models.appearance import AppearanceFeatureExtractor
 from liveportrait_jax.models.configs import get_config
 from liveportrait_jax.models.convnextv2 import MotionExtractor
@@ -68,21 +69,24 @@ def build_networks(config='full', *, seed=0, dtype=jnp.float32, abstract=False):
         rngs = nnx.Rngs(seed)
         # The stitching/retargeting MLPs cost nothing next to the conv nets; they stay float32 so
         # a reduced-precision model keeps exact keypoint offsets.
-        return {
-            name: build_network(
+        networks = {}
+        for name in NETWORKS:
+            stopping.check()  # tracing the networks takes seconds: a safe point between them
+            networks[name] = build_network(
                 name, config, rngs=rngs, dtype=None if name in STITCHING_NETWORKS else dtype
             )
-            for name in NETWORKS
-        }
+        return networks
 
     modules = nnx.eval_shape(make)
     if abstract:
         return modules
     rng = np.random.default_rng(seed)
-    return {
-        name: fill_module(modules[name], lambda path, shape: _random_leaf(path[-1], shape, rng))
-        for name in NETWORKS
-    }
+
+    def leaf(path, shape):
+        stopping.check()  # model set-up takes seconds: a safe point per parameter
+        return _random_leaf(path[-1], shape, rng)
+
+    return {name: fill_module(modules[name], leaf) for name in NETWORKS}
 
 
 def _random_leaf(leaf, shape, rng):

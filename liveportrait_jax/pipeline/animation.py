@@ -20,7 +20,7 @@ from liveportrait_jax.demo import output_label
 from liveportrait_jax.io.templates import DEFAULT_MAX_TEMPLATE_FRAMES
 from liveportrait_jax.pipeline import outputs as out_lib
 from liveportrait_jax.pipeline.chunks import Chunker
-from liveportrait_jax.pipeline.inputs import source_faces
+from liveportrait_jax.pipeline.inputs import check_source_size, source_faces
 from liveportrait_jax.pipeline.options import AnimateOptions
 from liveportrait_jax.pipeline.outputs import Stages, burn_label  # noqa: F401  (public)
 from liveportrait_jax.pipeline.plan import Plan, plan_animation, plan_faces, source_limit  # noqa: F401
@@ -38,6 +38,10 @@ class AnimateResult:
     fps: float
     timings: dict  # seconds per stage (wall)
     crops: Optional[np.ndarray] = None  # (N, h, w, 3) animated crops (networks' size), if kept
+    # The keypoints handed to the warping network (the first face's, with several faces):
+    # source (1 for an image source, or N, K, 3) and driving after stitching and retargeting (N, K, 3).
+    x_s: Optional[np.ndarray] = None
+    x_d: Optional[np.ndarray] = None
 
 
 @dataclasses.dataclass
@@ -45,8 +49,9 @@ class FramesResult:
     crops: np.ndarray  # (N, h, w, 3) uint8 animated face crops (the networks' size)
     frames: np.ndarray  # (N, H, W, 3) uint8 pasted back into the source (or the crops)
     n_frames: int
-    x_d: np.ndarray  # (N, 21, 3) driving keypoints used
+    x_d: np.ndarray  # (N, 21, 3) driving keypoints handed to W (after stitching, retargeting)
     timings: dict
+    x_s: Optional[np.ndarray] = None  # (1 or N, 21, 3) source keypoints handed to W
 
 
 def run(models, source, driving, options, outputs_for, *, chunk, lip_array, animals, progress,
@@ -56,6 +61,7 @@ def run(models, source, driving, options, outputs_for, *, chunk, lip_array, anim
     panels: the outputs include the comparison video (its driving crops are kept from the first
     pass). Returns (plan, outputs, stages, kept crops or None).
     """
+    check_source_size(source, options)
     stages = Stages()
     t0 = time.perf_counter()
     chunker = Chunker(chunk)
@@ -63,8 +69,9 @@ def run(models, source, driving, options, outputs_for, *, chunk, lip_array, anim
     limit = min(source_limit(source, d) or np.inf for d in drivings)
     limit = None if limit == np.inf else int(limit)
     find, close = out_lib.progress_bar(
-        limit or source.n_frames, 'faces (every face)', progress and source.is_video
-    )
+        limit or source.n_frames, 'faces (every face)',
+        progress and source.is_video and bool(options.faces.strip()),  # else no search runs
+    )  # fmt: skip
     try:
         with stages.host('faces: every face (source)') if options.faces else nullcontext():
             chosen = source_faces(
@@ -72,24 +79,35 @@ def run(models, source, driving, options, outputs_for, *, chunk, lip_array, anim
             )
     finally:
         close()
-    total = sum(1 if d.kind in ('template', 'script') else d.n_frames for d in drivings)
-    total += source.n_frames * len(chosen)
-    update, close = out_lib.progress_bar(total, 'motion (faces, M)', progress)
+    # A bar for each kind of input that has video frames to run through M, counting exactly
+    # those frames (a template or script is read at once, an image is one step): no bar shows a
+    # total that is neither its input's frame count nor the render's.
+    framed = [d for d in drivings if d.kind in ('video', 'image')]
+    update, close = out_lib.progress_bar(
+        sum(d.n_frames for d in framed), 'motion: driving (faces, M)',
+        progress and any(d.is_video for d in framed),
+    )  # fmt: skip
+    update_source, close_source = out_lib.progress_bar(
+        (limit or source.n_frames) * len(chosen), 'motion: source (faces, M)',
+        progress and source.is_video,
+    )  # fmt: skip
     try:
         if len(chosen) == 1 and len(drivings) == 1 and chosen[0].track is None:
             plan = plan_animation(
                 models, source, drivings[0], options.replace(face_index=chosen[0].index),
                 chunker, stages, animals=animals, lip_array=lip_array, workers=workers,
-                keep_driving_crops=panels, progress=update, motion_script=motion_script,
+                keep_driving_crops=panels, progress=update, source_progress=update_source,
+                motion_script=motion_script,
             )  # fmt: skip
         else:
             plan = plan_faces(
                 models, source, drivings, options, chunker, stages, chosen,
                 lip_array=lip_array, workers=workers, keep_driving_crops=panels, progress=update,
-                motion_script=motion_script,
+                source_progress=update_source, motion_script=motion_script,
             )  # fmt: skip
     finally:
         close()
+        close_source()
     try:
         outputs = outputs_for(plan, stages)
         kept = render_to(
@@ -205,6 +223,8 @@ def animate(
         fps,
         stages.wall,
         np.stack(kept) if kept else None,
+        np.asarray(plan.x_s),
+        np.asarray(plan.x_d),
     )
 
 
@@ -263,4 +283,6 @@ def animate_frames(
     if label:
         frames = [burn_label(f, label) for f in frames]
     crops = outputs.sinks['crops'].writer
-    return FramesResult(np.stack(crops), np.stack(frames), plan.n_frames, plan.x_d, stages.wall)
+    return FramesResult(
+        np.stack(crops), np.stack(frames), plan.n_frames, plan.x_d, stages.wall, np.asarray(plan.x_s)
+    )

@@ -30,6 +30,7 @@ import os
 import time
 from typing import Optional
 
+from liveportrait_jax import stopping
 from liveportrait_jax.io import atomic_write_path
 from liveportrait_jax.pipeline.options import options_from_values
 from liveportrait_jax.pipeline.outputs import stem
@@ -198,6 +199,7 @@ def run_batch(models, jobs, output_dir, *, shard=(0, 1), chunk=8, progress=True,
         bar = tqdm(total=len(mine), desc=f'batch shard {i}/{n}', unit='job')
     with open(results_path, 'a', encoding='utf-8') as results:
         for job in mine:
+            stopping.check()  # between jobs: finished jobs stay, a rerun does the rest
             job_dir = os.path.join(output_dir, job.output)
             row = {
                 'index': job.index, 'line': job.line, 'id': job.id, 'source': job.source,

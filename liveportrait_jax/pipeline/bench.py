@@ -33,6 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from liveportrait_jax import stopping
+from liveportrait_jax.io.atomic import stop_process, track_process, track_temp_dir
+
 HOST_SIZES = {'512': (512, 512), '1080p': (1080, 1920)}  # name -> (H, W) of the source frames
 MOTION_CYCLE = 24  # frames of the synthetic videos' motion, repeated
 HOST_NOTES = {
@@ -57,6 +60,7 @@ HOST_NOTES = {
 def _best(fn, repeats):
     times = []
     for _ in range(repeats):
+        stopping.check()
         t = time.perf_counter()
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - t)
@@ -102,6 +106,7 @@ def host_core_ms(stage, n_frames, repeats):
     """Best of `repeats` runs of stage(clock) -> (core-ms per frame, of which child processes)."""
     best = None
     for _ in range(repeats):
+        stopping.check()
         clock = CoreClock()
         stage(clock)
         if best is None or clock.total < best.total:
@@ -385,7 +390,7 @@ def host_stages(models, hw, n, n_animate, chunk, repeats, tmp):
 def host_section(models, n, n_animate, chunk, repeats, log):
     """The host_core_ms_per_frame and host_core_ms_per_frame_ffmpeg sections."""
     total, ffmpeg = {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with track_temp_dir(tempfile.TemporaryDirectory()) as tmp:  # removed on a forced exit too
         for size, hw in HOST_SIZES.items():
             res = host_stages(models, hw, n, n_animate, chunk, repeats, tmp)
             total[size] = {k: v[0] for k, v in res.items()}
@@ -509,14 +514,22 @@ def rss_child(source, driving, output_dir, chunk):
 
 
 def run_rss_child(source, driving, output_dir, chunk):
-    proc = subprocess.run(
-        [sys.executable, '-c', _RSS_CHILD, source, driving, output_dir, str(chunk)],
-        capture_output=True,
-        text=True,
+    # Tracked, so that a stopped bench does not leave the child running (io.atomic kills it).
+    proc = track_process(
+        subprocess.Popen(
+            [sys.executable, '-c', _RSS_CHILD, source, driving, output_dir, str(chunk)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     )
+    try:
+        out, err = proc.communicate()
+    finally:
+        stop_process(proc)
     if proc.returncode != 0:
-        raise RuntimeError(f'peak-RSS run failed ({proc.returncode}): {proc.stderr[-2000:]}')
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f'peak-RSS run failed ({proc.returncode}): {err[-2000:]}')
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def rss_section(lengths, side, chunk, log):
@@ -525,7 +538,7 @@ def rss_section(lengths, side, chunk, log):
     from liveportrait_jax.pipeline.demo_media import astronaut, synth_driving_frames
 
     runs = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with track_temp_dir(tempfile.TemporaryDirectory()) as tmp:  # removed on a forced exit too
         source = os.path.join(tmp, 'source.png')
         save_image(source, astronaut())
         cycle = list(synth_driving_frames(MOTION_CYCLE, size=side))
@@ -564,7 +577,7 @@ def end_to_end(models, chunks, n, log):
     from liveportrait_jax.pipeline.demo_media import write_demo_inputs
 
     out = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with track_temp_dir(tempfile.TemporaryDirectory()) as tmp:  # removed on a forced exit too
         src_path, drv_path = write_demo_inputs(os.path.join(tmp, 'in'), n_frames=n)
         for c in chunks:
             t = time.perf_counter()

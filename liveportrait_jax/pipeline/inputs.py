@@ -35,23 +35,46 @@ log = logging.getLogger('liveportrait_jax')
 MAX_FACES = 8  # faces looked for when animating 'all' the faces of a source
 
 
+def _limited(w, h, max_dim, division):
+    """resize_to_limit's sizes: ((w, h) resized, (w, h) then cut to multiples of `division`)."""
+    if max_dim > 0 and max(h, w) > max_dim:
+        if h > w:
+            h, w = max_dim, int(w * (max_dim / h))
+        else:
+            w, h = max_dim, int(h * (max_dim / w))
+    division = max(1, int(division))
+    return (w, h), (w - w % division, h - h % division)
+
+
 def resize_to_limit(img, max_dim=1280, division=2):
     """The reference's source resizing: longest side <= max_dim, sides divisible by `division`."""
     h, w = img.shape[:2]
-    if max_dim > 0 and max(h, w) > max_dim:
-        if h > w:
-            new_h, new_w = max_dim, int(w * (max_dim / h))
-        else:
-            new_w, new_h = max_dim, int(h * (max_dim / w))
+    (new_w, new_h), (nw, nh) = _limited(w, h, max_dim, division)
+    if (new_w, new_h) != (w, h):
         img = cv2.resize(img, (new_w, new_h))
         h, w = new_h, new_w
-    division = max(1, int(division))
-    nh, nw = h - h % division, w - w % division
     if (nh, nw) != (h, w):
         img = np.ascontiguousarray(img[:nh, :nw])
     if nh == 0 or nw == 0:
         raise InputError(f'image of size {w}x{h} is too small')
     return img
+
+
+def check_source_size(media, options):
+    """The source's frames as resize_to_limit will make them, checked before any work: an
+    InputError naming the file when nothing would be left, one log line when they are resized."""
+    if media.size is None:
+        return
+    w, h = media.size
+    resized, (nw, nh) = _limited(w, h, options.source_max_dim, options.source_division)
+    if nw == 0 or nh == 0:
+        raise InputError(
+            f'{media.name!r}: image of size {w}x{h} is too small (sides of at least '
+            f'{options.source_division} pixels, --source-division)'
+        )
+    if resized != (w, h):
+        log.info('%s: source %dx%d resized to %dx%d (--source-max-dim %d)',
+                 media.name, w, h, nw, nh, options.source_max_dim)  # fmt: skip
 
 
 def resize_256(frame):

@@ -9,6 +9,7 @@ ComfyUI node's inputs (which map their own names onto these fields).
 
 import argparse
 import dataclasses
+import math
 import numbers
 from typing import Optional, Tuple
 
@@ -177,6 +178,24 @@ def _range(m):
     return f'[{m["min"]}, {"inf" if m["max"] is None else m["max"]}]'
 
 
+def check_number(name, value, lo=None, hi=None, *, integer=False, given=None):
+    """`value` if it is a number (an integer when `integer`) in [lo, hi] (None: unbounded), else
+    a ValueError '<name> must be <what is valid>, got <given, default: the value>'. The one range
+    rule of the animation options and of every numeric command-line flag."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+        expected = 'a number'
+    elif not ((lo is None or lo <= value) and (hi is None or value <= hi)):
+        if lo is not None and hi is not None:
+            expected = f'in [{lo}, {hi}]'
+        else:
+            expected = f'>= {lo}' if hi is None else f'<= {hi}'
+    elif integer and not float(value).is_integer():
+        expected = 'an integer'
+    else:
+        return value
+    raise ValueError(f'{name} must be {expected}, got {repr(value) if given is None else given}')
+
+
 def _is_box(box):
     if isinstance(box, str):
         return False
@@ -198,13 +217,8 @@ def check_option(name, value):
         valid, expected = value is None or _is_box(value), 'x0,y0,x1,y1 with x1>x0 and y1>y0'
     elif name == 'faces':
         valid, expected = parse_faces(value) is not False, "'all', or indices such as '0,2'"
-    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
-        valid, expected = False, 'a number'
-    elif f.type is int and not float(value).is_integer():
-        valid, expected = False, 'an integer'
     else:
-        valid = m['min'] <= value and (m['max'] is None or value <= m['max'])
-        expected = f'in {_range(m)}'
+        return check_number(name, value, m['min'], m['max'], integer=f.type is int)
     if not valid:
         raise ValueError(f'{name} must be {expected}, got {value!r}')
     return value
@@ -259,13 +273,71 @@ def parse_box(text):
     return check_option('crop_box', box)
 
 
-def _arg_type(name):
+# The command lines' other numeric flags (all integers): flag -> (min, max), None: unbounded.
+# Their argparse types (`number_flag`) check them with check_number as the options above are
+# checked, so every subcommand reports a bad number in the same one line.
+FLAG_RANGES = {
+    '--chunk': (1, None),  # frames per device batch (bench: a list of them)
+    '--max-frames': (1, None),
+    '--max-template-frames': (0, None),  # 0: no limit
+    '--workers': (1, None),
+    '--metrics': (0, None),  # 0: none
+    '--repeats': (1, None),
+    '--frames': (1, None),
+    '--host-frames': (1, None),
+    '--rss-frames': (1, None),
+    '--rss-size': (16, None),
+    '--frame-stride': (1, None),
+    '--port': (1, 65535),
+}
+
+
+def parse_number(flag, text, lo=None, hi=None, *, integer=False):
+    """A command-line number in any float spelling ('8', '8.0', '1e3', '-1e9'), checked by
+    check_number; an argparse.ArgumentTypeError naming `flag` and the text as given."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{flag} must be a number, got {text!r}') from None
+    if integer and number.is_integer():
+        number = int(number)
+    try:
+        return check_number(flag, number, lo, hi, integer=integer, given=text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def number_flag(flag, *, many=False):
+    """The argparse `type` of a flag of FLAG_RANGES; many: a comma-separated list of such
+    numbers ('1,4' -> (1, 4), '' -> ())."""
+    lo, hi = FLAG_RANGES[flag]
+
     def parse(text):
+        if many:
+            values = (v.strip() for v in text.split(','))
+            return tuple(parse_number(flag, v, lo, hi, integer=True) for v in values if v)
+        return parse_number(flag, text, lo, hi, integer=True)
+
+    parse.checked_number = True  # tests: no numeric flag escapes this check
+    return parse
+
+
+def _arg_type(name):
+    flag, f = '--' + name.replace('_', '-'), SCHEMA[name]
+    lo, hi = f.metadata['min'], f.metadata['max']
+
+    def parse(text):
+        if f.type in (int, float):
+            return parse_number(flag, text, lo, hi, integer=f.type is int)
         try:
             return check_option(name, coerce_option(name, text))
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
+        except ValueError as e:  # named by its flag, as the user wrote it
+            message = str(e)
+            if message.startswith(name):
+                message = flag + message[len(name) :]
+            raise argparse.ArgumentTypeError(message) from None
 
+    parse.checked_number = True
     return parse
 
 

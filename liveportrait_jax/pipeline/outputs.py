@@ -3,19 +3,21 @@
 Every output (the animation, the driving | source | result comparison, the GIF, or in-memory
 lists) is a `Sink` with its own thread and a bounded queue: per-frame host work (labels, panels,
 resizes) and the pipe into its ffmpeg run in parallel with each other and with the device.
-`Outputs.close()` finishes them all; `abort()` (any exception, Ctrl-C, SIGTERM turned into an
-exception by the CLI) stops the encoders and leaves no partial file.
+`Outputs.close()` finishes them all; `abort()` (any exception, or a stop request: Ctrl-C, SIGTERM,
+see liveportrait_jax.stopping) stops the encoders and leaves no partial file.
 """
 
 import contextlib
 import os
 import queue
+import signal
 import threading
 import time
 
 import cv2
 import numpy as np
 
+from liveportrait_jax import stopping
 from liveportrait_jax.demo import RANDOM_LABEL
 from liveportrait_jax.io import (
     MotionTemplate,
@@ -155,7 +157,14 @@ class Sink:
 
     def _run(self):
         while True:
-            items = self.queue.get()
+            try:
+                items = self.queue.get(timeout=0.1)
+            except queue.Empty:  # never wait forever: a stop ends the thread (put/close raise)
+                if stopping.event.is_set():
+                    signum = stopping.requested() or signal.SIGTERM
+                    self.error = self.error or stopping.Stopped(signum)
+                    return
+                continue
             if items is None:
                 return
             if self.error is not None:
@@ -163,6 +172,7 @@ class Sink:
             try:
                 with self.stages.host(f'write: {self.name}'):
                     for item in items:
+                        stopping.check()  # a stop ends the encoding; close() raises it
                         frame = self.prepare(item)
                         if isinstance(self.writer, list):
                             self.writer.append(frame)
@@ -172,23 +182,36 @@ class Sink:
                 self.error = e
 
     def put(self, items):
-        self._check()
-        self.queue.put(items)
+        # Waits for room in bounded steps: a stop request is seen while the encoder is behind.
+        while True:
+            self._check()
+            stopping.check()
+            try:
+                return self.queue.put(items, timeout=0.1)
+            except queue.Full:
+                continue
 
     def _check(self):
         if self.error is not None:
             raise self.error
 
     def close(self):
-        self.queue.put(None)
-        self.thread.join()
+        self.put(None)
+        while self.thread.is_alive():  # the encoder's backlog; it ends at a stop request too
+            self.thread.join(0.1)
         self._check()
+        stopping.check()
         if not isinstance(self.writer, list):
             self.writer.close()
 
     def abort(self):
         self.error = self.error or RuntimeError('aborted')
-        with contextlib.suppress(queue.Full):
+        if stopping.requested() is not None and not isinstance(self.writer, list):
+            # Stopping: kill the encoder first, so a thread blocked writing into its pipe fails at
+            # once instead of waiting for ffmpeg to take the frame.
+            with contextlib.suppress(Exception):
+                self.writer.abort()
+        with contextlib.suppress(queue.Empty):
             while True:
                 self.queue.get_nowait()
         self.queue.put(None)

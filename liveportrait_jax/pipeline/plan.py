@@ -150,7 +150,7 @@ def driving_pass(
     if media.kind == 'template':
         t = media.template
         motion = {k: getattr(t, k) for k in MOTION_KEYS}
-        n = t.n_frames if limit is None else min(limit, t.n_frames)
+        n = media.n_frames if limit is None else min(limit, media.n_frames)  # max_frames applied
         eye, lip = t.c_eyes, t.c_lip
         return steady(DrivingPlan(media, n, take(motion, n), _cut(eye, n), _cut(lip, n)), options)
     w, h = media.size
@@ -239,10 +239,12 @@ def plan_animation(
     workers=None,
     keep_driving_crops=False,
     progress=lambda n: None,
+    source_progress=None,
     motion_script=None,
 ):
     """The first pass: motion of both inputs, then the driving keypoints of every output frame
-    (motion_script: edits on top of the driving motion, see scripted.py)."""
+    (motion_script: edits on top of the driving motion, see scripted.py). progress(n): n driving
+    frames through M; source_progress(n) the same for source frames (default: progress)."""
     with stages.host('motion pass'):
         drv = driving_pass(
             models, driving_media, options, chunker, stages, workers=workers,
@@ -257,7 +259,7 @@ def plan_animation(
             animals=animals,
             limit=source_limit(source_media, driving_media),
             workers=workers,
-            progress=progress,
+            progress=progress if source_progress is None else source_progress,
         )
     return compose_plan(
         models, src, drv, options, stages, lip_array=lip_array, motion_script=motion_script
@@ -324,6 +326,10 @@ class FacesPlan:
         return self.plans[0].driving
 
     @property
+    def x_s(self):
+        return self.plans[0].x_s
+
+    @property
     def x_d(self):
         return self.plans[0].x_d
 
@@ -341,6 +347,7 @@ def plan_faces(
     workers=None,
     keep_driving_crops=False,
     progress=lambda n: None,
+    source_progress=None,
     motion_script=None,
 ):
     """The first pass for several faces (source_faces: inputs.SourceFace each): each face's source
@@ -376,7 +383,7 @@ def plan_faces(
                 stages,
                 limit=None if limit == np.inf else int(limit),
                 workers=workers,
-                progress=progress,
+                progress=progress if source_progress is None else source_progress,
                 face=face,
             )  # fmt: skip
             for face in source_faces

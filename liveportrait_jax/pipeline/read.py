@@ -15,6 +15,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from liveportrait_jax import stopping
 from liveportrait_jax.io import InputError, iter_video_frames, load_image, probe_video
 from liveportrait_jax.io.templates import DEFAULT_MAX_TEMPLATE_FRAMES, load_template
 
@@ -85,7 +86,8 @@ def open_media(path, *, max_frames=None, max_template_frames=DEFAULT_MAX_TEMPLAT
     name = os.fspath(path)
     if kind == 'template':
         t = load_template(path, max_frames=max_template_frames)
-        return Media(name, 'template', t.n_frames, t.fps, template=t)
+        n = t.n_frames if max_frames is None else min(t.n_frames, int(max_frames))
+        return Media(name, 'template', n, t.fps, template=t)
     if kind == 'script':
         from liveportrait_jax.pipeline.motion_script import load_script
 
@@ -179,6 +181,7 @@ def prefetch(iterable, depth=PREFETCH_FRAMES):
 
     Exceptions are re-raised in the consumer. Closing the returned generator (or an exception in
     the consumer) stops the thread and closes `iterable`, so a video's ffmpeg decoder is killed.
+    On a stop request (liveportrait_jax.stopping) the thread ends and the consumer raises Stopped.
     """
     q = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
@@ -187,6 +190,8 @@ def prefetch(iterable, depth=PREFETCH_FRAMES):
         it = iter(iterable)
         try:
             for item in it:
+                if stopping.event.is_set():
+                    return  # the consumer raises Stopped
                 while not stop.is_set():
                     try:
                         q.put(item, timeout=0.1)
@@ -209,7 +214,12 @@ def prefetch(iterable, depth=PREFETCH_FRAMES):
     def consume():
         try:
             while True:
-                item = q.get()
+                try:
+                    item = q.get(timeout=0.1)
+                except queue.Empty:  # a decoder stuck in a long read: the stop is seen anyway
+                    stopping.check()
+                    continue
+                stopping.check()
                 if item is _DONE:
                     return
                 if isinstance(item, BaseException):
@@ -217,13 +227,15 @@ def prefetch(iterable, depth=PREFETCH_FRAMES):
                 yield item
         finally:
             stop.set()
-            thread.join()
+            # On a stop, a producer busy in one long item (a landmark block) is not waited for:
+            # it is a daemon, and the exit kills the decoders it may hold (io.atomic).
+            thread.join(0.2 if stopping.requested() else None)
 
     return consume()
 
 
 def _put(q, item, stop):
-    while not stop.is_set():
+    while not stop.is_set() and not stopping.event.is_set():
         try:
             q.put(item, timeout=0.1)
             return

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from liveportrait_jax import stopping
 from liveportrait_jax.models.model_set import (
     BASE_NETWORKS,
     NETWORKS,
@@ -171,6 +172,7 @@ def load_model_set(path, *, dtype=jnp.float32, variant='human'):
         ) from None
     networks = {}
     for name in NETWORKS:
+        stopping.check()  # between networks (the restore above is one long call: the watchdog's)
         graphdef, state = nnx.split(abstract[name])
         nnx.replace_by_pure_dict(state, tree[name])
         networks[name] = nnx.merge(graphdef, state)

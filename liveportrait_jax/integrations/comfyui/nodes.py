@@ -482,7 +482,7 @@ class LivePortraitProcess:
         ctx = contextlib.nullcontext()
         if device is not None and device != _default_device():
             ctx = jax.default_device(device)
-        with ctx:
+        with ctx, _stop_on_comfy_interrupt():
             models = pipeline.models_on(device)
             for i, src in enumerate(sources):
                 try:
@@ -509,6 +509,43 @@ class LivePortraitProcess:
                 if bar is not None:
                     bar.update(res.n_frames)
         return crops, frames
+
+
+@contextlib.contextmanager
+def _stop_on_comfy_interrupt():
+    """ComfyUI's Cancel, acted on at the pipeline's safe points (liveportrait_jax.stopping): a
+    thread turns ComfyUI's interrupt flag into a stop request, and the Stopped that follows into
+    ComfyUI's own InterruptProcessingException. Outside ComfyUI this does nothing."""
+    try:
+        import comfy.model_management as mm
+    except Exception:  # not inside ComfyUI
+        yield
+        return
+    import signal
+    import threading
+
+    from liveportrait_jax import stopping
+
+    stopping.reset()  # a long-lived server: each run starts without a request
+    done = threading.Event()
+
+    def watch():
+        while not done.wait(0.1):
+            if mm.processing_interrupted():
+                stopping.request(signal.SIGINT)
+                return
+
+    watcher = threading.Thread(target=watch, name='comfy-interrupt', daemon=True)
+    watcher.start()
+    try:
+        yield
+    except stopping.Stopped:
+        mm.throw_exception_if_processing_interrupted()
+        raise
+    finally:
+        done.set()
+        watcher.join()
+        stopping.reset()
 
 
 def _default_device():
