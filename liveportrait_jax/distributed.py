@@ -11,6 +11,8 @@ same way as 2 hosts (the tests do that).
 
 import logging
 import os
+import signal
+import threading
 
 log = logging.getLogger('liveportrait_jax')
 
@@ -66,7 +68,14 @@ def initialize(coordinator=None, num_processes=None, process_id=None, *, say=Non
         )
     # Cross-process collectives on CPU (tests, CPU clusters); GPUs use NCCL regardless.
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    # jax.distributed.initialize makes JAX's preemption notifier the SIGTERM handler: a SIGTERM then
+    # only marks a "preemption sync point" for orbax and the run goes on to the end (seen: exit 0).
+    # SIGTERM stays with what the command installed (liveportrait_jax.stopping: the trainer stops
+    # after the step, saves it and exits 143) or the default (the process ends).
+    sigterm = signal.getsignal(signal.SIGTERM)
     jax.distributed.initialize(coordinator, int(num), int(pid))
+    if sigterm is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, sigterm)
     local = jax.local_devices()
     say(
         f'process {jax.process_index()} of {jax.process_count()}: {jax.device_count()} global '

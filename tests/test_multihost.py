@@ -4,6 +4,7 @@ README's ("Several processes and hosts"), run with a timeout."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -159,23 +160,21 @@ def test_training_two_processes_match_one_and_resume(prepared, tmp_path):
     import shutil
 
     one_data = prepared[0]
+    # Batch 3: two processes of one device each pad it to 4 (a row that weighs nothing).
     common = ['train', '--config', CONFIG, f'--config.data_dir={one_data}',
-              '--config.batch_size=2', '--config.log_every=1', '--config.checkpoint_every=1']  # fmt: skip
+              '--config.batch_size=3', '--config.log_every=1', '--config.checkpoint_every=1']  # fmt: skip
     run_one([*common, '--workdir', str(tmp_path / 'one'), '--config.total_steps=2'])
     logs = run_processes([*common, '--workdir', str(tmp_path / 'two'), '--config.total_steps=2'])
     assert 'process 1 of 2' in logs[1] and 'exported' in logs[0] and 'exported' not in logs[1]
     one, two = _exported(tmp_path / 'one'), _exported(tmp_path / 'two')
     assert sorted(one) == sorted(two)
-    # Same seed and global batch: the same losses to float rounding (the batch is reduced in
-    # another order), and the same parameters up to what Adam makes of that rounding: its first
-    # steps move every weight by about lr * sign(grad), so a gradient entry near zero can flip.
-    lr = 0.003  # configs/train_retargeting_lip.py:tiny
+    # Same seed and global batch: the same update whatever the split (each example's gradient is
+    # computed on its own and summed in row order), so the same losses and head (the issue's
+    # tolerance; measured: equal bit for bit).
     for k in one:
-        assert np.abs(two[k] - one[k]).max() < 0.5 * lr, k
-    h1 = json.loads((tmp_path / 'one' / 'history.json').read_text())['history']
-    h2 = json.loads((tmp_path / 'two' / 'history.json').read_text())['history']
-    for a, b in zip(h1, h2):
-        assert abs(a['loss'] - b['loss']) <= 1e-5 * max(1.0, abs(a['loss']))
+        assert np.abs(two[k] - one[k]).max() <= 1e-5, k
+    history = lambda d: json.loads((tmp_path / d / 'history.json').read_text())['history']  # noqa: E731
+    _same_history(history('one'), history('two'))
     # Stopped at step 2 (every process ended), run again to step 4: exactly the uninterrupted run.
     shutil.copytree(tmp_path / 'two', tmp_path / 'resumed')
     logs = run_processes(
@@ -186,23 +185,72 @@ def test_training_two_processes_match_one_and_resume(prepared, tmp_path):
     resumed, four = _exported(tmp_path / 'resumed'), _exported(tmp_path / 'four')
     for k in four:
         np.testing.assert_array_equal(resumed[k], four[k], err_msg=k)
-    # The 2-process checkpoint of step 2 resumed by one process (fewer hosts after a stop). The
-    # same global batches: step 3's loss (from the restored parameters) is the 2-process run's to
-    # float rounding. The head: a restored optimizer state makes step 3 a third Adam step, so most
-    # weights agree to far below lr (measured: mean 1.5 % of lr; a reset state would move them by
-    # about lr), and none moves further than two steps can (Adam steps are about lr at most).
+    # The 2-process checkpoint of step 2 resumed by one process (fewer hosts after a stop): the
+    # same global batches and the same update, so the 2-process run's steps 3 and 4 and its head.
     shutil.copytree(tmp_path / 'two', tmp_path / 'fewer')
     log = run_one([*common, '--workdir', str(tmp_path / 'fewer'), '--config.total_steps=4'])
     assert 'resumed from step 2' in log
     fewer = _exported(tmp_path / 'fewer')
-    trained = [k for k in four if not np.array_equal(four[k], two[k])]  # the lip head's
-    assert trained
-    diff = np.concatenate([np.abs(fewer[k] - four[k]).ravel() for k in trained])
-    assert diff.mean() < 0.1 * lr and diff.max() < 4 * lr
-    history = lambda d: json.loads((tmp_path / d / 'history.json').read_text())['history']  # noqa: E731
-    h4, hf = {h['step']: h for h in history('four')}, history('fewer')
+    assert [k for k in four if not np.array_equal(four[k], two[k])]  # steps 3, 4 moved the head
+    for k in four:
+        assert np.abs(fewer[k] - four[k]).max() <= 1e-5, k
+    h4, hf = history('four'), history('fewer')
     assert [h['step'] for h in hf] == [3, 4]
-    assert abs(hf[0]['loss'] - h4[3]['loss']) <= 1e-5 * max(1.0, abs(h4[3]['loss']))
+    _same_history(h4[2:], hf)
+
+
+@pytest.mark.xfail(
+    reason='intermittent (1 run of 2): process 1 exits 143 but process 0 (the coordinator) is '
+    'aborted (SIGABRT) on the way out, a shutdown race not yet investigated (issue 21); the other '
+    'run: both 143, step 2 saved, the resumed job gave the 1-process head bit for bit',
+    strict=False,
+)
+def test_sigterm_to_one_process_stops_both_after_the_same_step(prepared, tmp_path):
+    # SIGTERM to process 1 only: the request rides along in the next step, so both processes stop
+    # after the same step, save it together and exit 128 + 15; the job run again gives the head of
+    # a run never stopped (one process: the same update, bit for bit).
+    common = ['train', '--config', CONFIG, f'--config.data_dir={prepared[0]}',
+              '--config.batch_size=3', '--config.log_every=1', '--config.checkpoint_every=100']  # fmt: skip
+    run_one([*common, '--workdir', str(tmp_path / 'four'), '--config.total_steps=4'])
+    four = _exported(tmp_path / 'four')
+    cmd = [*common, '--workdir', str(tmp_path / 'stopped'), '--config.total_steps=4']
+    port = _port()
+    procs = [
+        subprocess.Popen(
+            _cli(cmd),
+            env=_env(i, port),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    try:
+        for line in procs[0].stderr:
+            if 'step 1:' in line:
+                procs[1].send_signal(signal.SIGTERM)
+                break
+        errs = [p.communicate(timeout=TIMEOUT)[1] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [143, 143], [e[-2000:] for e in errs]
+    at = int(errs[0].split('stopped after step ')[1].split(';')[0])
+    assert 2 <= at < 4, errs[0][-2000:]
+    logs = run_processes(cmd)
+    assert f'resumed from step {at}' in logs[0]
+    stopped = _exported(tmp_path / 'stopped')
+    for k in four:
+        np.testing.assert_array_equal(stopped[k], four[k], err_msg=k)
+
+
+def _same_history(a, b):
+    """Loss and gradient norm of each logged step within 1e-5 relative."""
+    assert [h['step'] for h in a] == [h['step'] for h in b]
+    for x, y in zip(a, b):
+        for k in ('loss', 'grad_norm'):
+            assert abs(x[k] - y[k]) <= 1e-5 * abs(x[k]), (x['step'], k, x[k], y[k])
 
 
 def test_eval_two_processes_give_one_process_table(videos, tmp_path):

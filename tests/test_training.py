@@ -14,16 +14,18 @@ from liveportrait_jax.training.data import TrainData, prepare_data
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+_CONFIG_NAMES = {
+    'stitching': 'stitching',
+    'eye': 'retargeting_eye',
+    'lip': 'retargeting_lip',
+    'openness': 'openness',
+}
+
+
 def _config(head, **changes):
     from liveportrait_jax.training.config import load_config
 
-    name = {
-        'stitching': 'stitching',
-        'eye': 'retargeting_eye',
-        'lip': 'retargeting_lip',
-        'openness': 'openness',
-    }[head]
-    c = load_config(os.path.join(REPO, 'configs', f'train_{name}.py:tiny'))
+    c = load_config(os.path.join(REPO, 'configs', f'train_{_CONFIG_NAMES[head]}.py:tiny'))
     c.batch_size = 2  # keeps the CPU test suite short
     for k, v in changes.items():
         c[k] = v
@@ -190,6 +192,9 @@ def test_training_undoes_a_planted_perturbation(prepared, models, tmp_path, head
         learning_rate=learning_rate,
         warmup_steps=2,
         checkpoint_every=10**6,
+        # XLA's batched step: 16 steps cost a quarter of the time on CPU; what is tested here is
+        # the learning, the same either way (device independence has its own test).
+        device_independent=False,
     )
     if head != 'stitching':
         changes['openness_checkpoint'] = _planted_openness(tmp_path / 'openness')
@@ -245,38 +250,80 @@ def test_openness_regressor_overfits_a_fixed_batch(prepared, tmp_path):
     assert result.skipped_steps == 0 and set(result.params) == {'convs', 'head'}
 
 
-def test_resume_is_exact(prepared, models, tmp_path):
-    from liveportrait_jax.training.trainer import train
+def test_sigterm_saves_the_last_step_and_the_same_command_resumes_exactly(prepared, tmp_path):
+    # The installed command, stopped by SIGTERM after step 2 (and again while it saves), exits
+    # 128 + 15 with a checkpoint of the last step it completed; the same command then resumes from
+    # there and ends with exactly the head of a run that was never stopped.
+    import pathlib
+    import signal
+    import subprocess
+    import sys
+    import time
 
-    data = TrainData(str(prepared['out']))
-    quiet = lambda *a: None
-    straight = train(
-        _config('stitching', total_steps=6),
-        str(tmp_path / 'a'),
-        models=models,
-        data=data,
-        log=quiet,
-    )
-    train(
-        _config('stitching', total_steps=3),
-        str(tmp_path / 'b'),
-        models=models,
-        data=data,
-        log=quiet,
-    )
-    logs = []
-    resumed = train(
-        _config('stitching', total_steps=6),
-        str(tmp_path / 'b'),
-        models=models,
-        data=data,
-        log=logs.append,
-    )
-    assert any('resumed from step 3' in line for line in logs)
-    import jax
+    from liveportrait_jax.cli import main
 
-    for x, y in zip(jax.tree.leaves(straight.params), jax.tree.leaves(resumed.params)):
-        np.testing.assert_array_equal(x, y)
+    script = pathlib.Path(sys.executable).parent / 'liveportrait-jax'
+    steps = 5
+
+    def command(workdir):
+        return [
+            'train',
+            '--config',
+            os.path.join(REPO, 'configs/train_stitching.py:tiny'),
+            '--workdir',
+            str(workdir),
+            f'--config.data_dir={prepared["out"]}',
+            '--config.batch_size=1',  # a short test: one example a step
+            f'--config.total_steps={steps}',
+            '--config.log_every=1',
+            '--config.checkpoint_every=100',  # the stop's save is not a periodic one
+        ]
+
+    env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONUNBUFFERED='1')
+    env.pop('XLA_FLAGS', None)
+    stopped = tmp_path / 'stopped'
+    p = subprocess.Popen(
+        [str(script), *command(stopped)], env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    log = []
+    try:
+        for line in p.stderr:
+            log.append(line)
+            if 'step 2:' in line:
+                p.send_signal(signal.SIGTERM)
+                time.sleep(0.3)
+                p.send_signal(signal.SIGTERM)  # a second one, while it finishes the step or saves
+                break
+        log.append(p.communicate(timeout=300)[1])
+    finally:
+        p.kill()
+    log = ''.join(log)
+    assert p.returncode == 128 + signal.SIGTERM, log[-3000:]
+    at = int(log.split('stopped after step ')[1].split(';')[0])
+    assert 2 <= at < steps, log[-3000:]
+    # The last completed step is saved, complete: no orbax tmp folder (orbax also saved step 1: it
+    # always saves a run's first step).
+    checkpoints = sorted(os.listdir(stopped / 'checkpoints'), key=lambda n: (len(n), n))
+    assert all(n.isdigit() for n in checkpoints) and checkpoints[-1] == str(at), checkpoints
+    assert not (stopped / 'stitching_retargeting_module.pth').exists()
+    # The same command resumes from that step; a run never stopped gives the same head, bit for bit.
+    again = subprocess.run(
+        [str(script), *command(stopped)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f'resumed from step {at}' in again.stderr
+    assert main(command(tmp_path / 'straight')) == 0
+    from liveportrait_jax.weights import load_torch_checkpoint
+
+    resumed = load_torch_checkpoint(str(stopped / 'stitching_retargeting_module.pth'))
+    straight = load_torch_checkpoint(
+        str(tmp_path / 'straight' / 'stitching_retargeting_module.pth')
+    )
+    assert sorted(resumed) == sorted(straight)
+    for name in straight:
+        for k in straight[name]:
+            np.testing.assert_array_equal(resumed[name][k], straight[name][k], err_msg=(name, k))
 
 
 def test_nan_guard_skips_the_update(prepared, models, tmp_path):
@@ -301,7 +348,14 @@ def test_nan_guard_skips_the_update(prepared, models, tmp_path):
         np.testing.assert_array_equal(np.asarray(x), y)
 
 
-def test_four_devices_match_one(prepared, tmp_path):
+# A training step gives the same update on any number of devices (config.device_independent, the
+# default): each example's gradient is computed on its own and the sums run in row order, so 1, 2
+# and 4 devices agree bit for bit (the test allows the issue's 1e-5). Batch 2 divides by 1 and 2
+# devices and is padded on 4. Three steps: the first has lr 0 (warmup), the next two move the head,
+# and before the fix Adam's sign-like first steps had already turned the device count's rounding
+# into head differences of 3e-5 by step 3 (2.7 % in step 4's gradient norm).
+@pytest.mark.parametrize('head', ['stitching', 'eye', 'lip'])
+def test_one_two_and_four_devices_train_the_same(prepared, tmp_path, head):
     script = f"""
 import numpy as np, jax
 import liveportrait_jax as lp
@@ -309,25 +363,34 @@ from liveportrait_jax.training.config import load_config
 from liveportrait_jax.training.trainer import train
 from liveportrait_jax.training.data import TrainData
 assert jax.device_count() == 4
-c = load_config({REPO!r} + '/configs/train_stitching.py:tiny')
-c.total_steps = 2
-c.log_every = 1
+c = load_config({REPO!r} + '/configs/train_{_CONFIG_NAMES[head]}.py:tiny')
+c.batch_size, c.total_steps, c.log_every, c.checkpoint_every = 2, 3, 1, 100
 m = lp.init_random_models('tiny', seed=0)
 d = TrainData({str(prepared['out'])!r})
-q = lambda *a: None
-four = train(c, {str(tmp_path / 'four')!r}, models=m, data=d, log=q)
-one = train(c, {str(tmp_path / 'one')!r}, models=m, data=d, devices=jax.devices()[:1], log=q)
-# The losses agree to float rounding (the batch is reduced in another order). Parameters after
-# Adam steps are compared against the learning rate: Adam's first steps move every weight by about
-# lr * sign(grad), so a gradient entry near zero can flip under rounding.
-for a, b in zip(four.history, one.history):
-    assert abs(a['loss'] - b['loss']) <= 1e-5 * max(1.0, abs(b['loss'])), (a['loss'], b['loss'])
-err = max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(four.params),
-                                                     jax.tree.leaves(one.params)))
-assert err < 0.5 * c.learning_rate, err
-print('ok', err)
+runs = {{n: train(c, {str(tmp_path)!r} + f'/{{n}}', models=m, data=d, devices=jax.devices()[:n],
+                  log=lambda *a: None) for n in (1, 2, 4)}}
+for n in (2, 4):
+    for a, b in zip(runs[1].history, runs[n].history):
+        for k in ('loss', 'grad_norm'):
+            assert abs(a[k] - b[k]) <= 1e-5 * abs(a[k]), (n, a['step'], k, a[k], b[k])
+    err = max(float(np.abs(x - y).max())
+              for x, y in zip(jax.tree.leaves(runs[1].params), jax.tree.leaves(runs[n].params)))
+    moved = max(float(np.abs(x - np.asarray(y)).max()) for x, y in
+                zip(jax.tree.leaves(runs[1].params), jax.tree.leaves(m.states[{head!r}])))
+    assert err <= 1e-5 < moved, (n, err, moved)
+    print('ok', n, err)
 """
     run_on_forced_host_devices(script, 4, timeout=900)
+
+
+def test_uneven_batch_is_refused_by_the_batched_step(prepared, models, tmp_path):
+    import jax
+
+    from liveportrait_jax.training.trainer import train
+
+    config = _config('stitching', batch_size=3, device_independent=False)
+    with pytest.raises(ValueError, match='batch_size 3 must be a multiple of the 2 devices'):
+        train(config, str(tmp_path), models=models, devices=jax.devices()[:1] * 2)
 
 
 def test_export_reads_back_and_loads_into_the_pipeline(models, tmp_path):
@@ -458,9 +521,13 @@ def test_openness_augmentation_is_deterministic_and_swaps_eyes(prepared):
     from liveportrait_jax.training.openness import augment
 
     batch = TrainData(str(prepared['out'])).sample(0, 0, 4)
-    a = augment(batch, np.random.default_rng([0, 5]))
-    b = augment(batch, np.random.default_rng([0, 5]))
+    rngs = lambda: [np.random.default_rng([0, 5, 1, r]) for r in range(4)]  # noqa: E731
+    a, b = augment(batch, rngs()), augment(batch, rngs())
     np.testing.assert_array_equal(a['src_crops'], b['src_crops'])
+    # A row's augmentation is its own: a process augmenting its rows gets the whole batch's.
+    half = augment({k: v[2:] for k, v in batch.items()}, rngs()[2:])
+    for k in half:
+        np.testing.assert_array_equal(half[k], a[k][2:])
     assert a['src_crops'].dtype == np.uint8 and a['src_crops'].shape == batch['src_crops'].shape
     flipped = ~np.all(a['src_eye'] == batch['src_eye'], axis=1)
     np.testing.assert_array_equal(a['src_eye'][flipped], batch['src_eye'][flipped][:, ::-1])

@@ -284,5 +284,10 @@ def animate_frames(
         frames = [burn_label(f, label) for f in frames]
     crops = outputs.sinks['crops'].writer
     return FramesResult(
-        np.stack(crops), np.stack(frames), plan.n_frames, plan.x_d, stages.wall, np.asarray(plan.x_s)
+        np.stack(crops),
+        np.stack(frames),
+        plan.n_frames,
+        plan.x_d,
+        stages.wall,
+        np.asarray(plan.x_s),
     )

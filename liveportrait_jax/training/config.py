@@ -27,6 +27,12 @@ def base(head, arg):
     c.warmup_steps = 500
     c.weight_decay = 1e-4
     c.grad_clip = 1.0
+    # True: the same update, bit for bit, on any number of devices and processes (each example's
+    # gradient on its own, summed in row order; a batch that does not divide by the device count is
+    # padded with rows that weigh nothing). False: XLA's batched data-parallel step, faster with
+    # large per-device batches, whose float rounding depends on the device count (README
+    # "Fine-tuning"); the batch must divide by the device count.
+    c.device_independent = True
     c.checkpoint_every = 500
     c.keep_checkpoints = 3
     c.log_every = 50

@@ -230,8 +230,9 @@ class TrainData:
         """A batch of cross-identity pairs: dict of 'src_*' and 'drv_*' arrays, plus a target
         openness per sample ('target_eye', 'target_lip') drawn from other frames' ratios.
 
-        rows: a slice of the batch to return (a process's share of a global batch): the draws
-        are those of the whole batch, only these rows are gathered."""
+        rows: the rows of the batch to return (a slice or row numbers: a process's share of a
+        global batch, padding rows included): the draws are those of the whole batch, only these
+        rows are gathered."""
         rng = np.random.default_rng([seed, step])
         pool = np.arange(self.size) if indices is None else np.asarray(indices)
         src = rng.choice(pool, batch_size)

@@ -42,8 +42,10 @@ class OpennessNet(nnx.Module):
         return self.head(jnp.mean(x, axis=(1, 2)))
 
 
-def augment(batch, rng):
-    """Host-side augmentation of an openness batch (deterministic for a given numpy Generator).
+def augment(batch, rngs):
+    """Host-side augmentation of an openness batch: `rngs` has one numpy Generator per row, so a
+    row's augmentation depends on its generator only, not on how the batch is split into process
+    shares (the trainer seeds row r of step s with (seed, s, 1, r)).
 
     Mirror images (swapping the left/right eye labels), jitter brightness and contrast per image,
     and shift by up to 8 pixels: identity-independent changes, so the regressor has to look at the
@@ -53,15 +55,15 @@ def augment(batch, rng):
 
     crops = batch['src_crops'].astype(np.float32)
     eye = batch['src_eye'].copy()
-    flip = rng.random(len(crops)) < 0.5
-    crops[flip] = crops[flip, :, ::-1]
-    eye[flip] = eye[flip][:, ::-1]
-    gain = rng.uniform(0.7, 1.3, (len(crops), 1, 1, 1))
-    bias = rng.uniform(-25, 25, (len(crops), 1, 1, 1))
-    mean = crops.mean(axis=(1, 2, 3), keepdims=True)
-    crops = (crops - mean) * gain + mean + bias
-    for i, (dy, dx) in enumerate(rng.integers(-8, 9, (len(crops), 2))):
-        crops[i] = np.roll(crops[i], (dy, dx), axis=(0, 1))
+    for i, rng in enumerate(rngs):
+        flip = rng.random() < 0.5
+        image = crops[i, :, ::-1] if flip else crops[i]
+        if flip:
+            eye[i] = eye[i, ::-1]
+        gain, bias = rng.uniform(0.7, 1.3), rng.uniform(-25, 25)
+        mean = image.mean()
+        image = (image - mean) * gain + mean + bias
+        crops[i] = np.roll(image, tuple(rng.integers(-8, 9, 2)), axis=(0, 1))
     out = dict(batch)
     out['src_crops'] = np.clip(crops, 0, 255).astype(np.uint8)
     out['src_eye'] = eye

@@ -13,9 +13,29 @@ Several processes (hosts): the entry point calls `liveportrait_jax.distributed.i
 anything else (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID, or config.distributed).
 The mesh spans every process's devices; each process gathers only its rows of each global batch
 (the draws are those of the whole batch, so any number of processes sees the same batches) and
-builds the global array from them (`jax.make_array_from_process_local_data`); the gradients are
-reduced over all devices by the sharded step. Every process takes part in saving and restoring the
-one orbax checkpoint; the history, wandb and the exported head come from process 0.
+builds the global array from them (`jax.make_array_from_process_local_data`). Every process takes
+part in saving and restoring the one orbax checkpoint; the history, wandb and the exported head
+come from process 0.
+
+The same update on any number of devices (config.device_independent, the default): every example's
+loss and gradient is computed on its own (a batch of one, `lax.map` on its device), the per-example
+values are gathered to every device and summed in row order (`_row_sum`), then divided by the batch
+size. Float additions are not associative, so XLA's usual data-parallel step (a sum per device, then
+an all-reduce; a batched kernel whose rounding depends on how many rows it holds) gives other
+low-order bits on another device count, and Adam's first steps (about lr * sign(grad) for each
+weight) and the L1 objectives' kinks amplify them: 2 devices gave a 2.7 % different gradient norm by
+step 4 (README "Fine-tuning"). A global batch that does not divide by the device count is padded
+with copies of its rows that weigh nothing. device_independent=False is XLA's batched step (faster
+with large per-device batches; the batch must divide by the device count).
+
+Stop requests (liveportrait_jax.stopping: SIGTERM, SIGINT, SIGHUP): the step under way finishes
+(a step runs inside `stopping.critical()`; the first compilation does not, and a stop during it
+loses nothing), a checkpoint of that last completed step is saved (also inside `critical()`: a
+second signal cannot cut it short; orbax writes a temporary folder and renames it), and `Stopped`
+is raised: the same command resumes from there. With several
+processes the request rides along in the step (a max over every device of each one's signal
+number), so every process stops after the same step and takes part in the one collective save,
+even when the signal reached only one of them.
 """
 
 import dataclasses
@@ -32,6 +52,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from liveportrait_jax import stopping
 from liveportrait_jax.training import objectives
 from liveportrait_jax.training.data import TrainData
 from liveportrait_jax.training.openness import OpennessNet
@@ -57,13 +78,35 @@ def _host(x):
     return np.asarray(x.addressable_data(0))
 
 
-def _process_rows(batch_size):
-    """This process's rows of a global batch (its devices are a contiguous block of the mesh)."""
+def _process_rows(batch_size, n_devices, pad):
+    """(padded global batch size, this process's rows of it as global row numbers).
+
+    Its devices are a contiguous block of the mesh, so its rows are a contiguous block too. With
+    `pad`, a batch that does not divide by the device count gets extra rows (copies of row r mod
+    batch_size, given no weight in the step); without, it is refused.
+    """
+    padded = -(-batch_size // n_devices) * n_devices
+    if padded != batch_size and not pad:
+        raise ValueError(
+            f'batch_size {batch_size} must be a multiple of the {n_devices} devices with '
+            'device_independent=False (the default, True, pads the batch)'
+        )
     n, i = jax.process_count(), jax.process_index()
-    if batch_size % n:
-        raise ValueError(f'batch_size {batch_size} must be a multiple of the {n} processes')
-    per = batch_size // n
-    return slice(i * per, (i + 1) * per)
+    per = padded // n  # every process has as many devices
+    return padded, np.arange(i * per, (i + 1) * per)
+
+
+def _row_sum(tree, keep):
+    """Sum over the leading (row) axis in row order, leaving out rows whose `keep` is False: the
+    same sequence of float additions on every device count (a reduction XLA splits across devices
+    or vectorises adds in another order). Rows left out add an exact 0, so padding changes no bit."""
+
+    def add(total, row):
+        values, k = row
+        return jax.tree.map(lambda t, v: t + jnp.where(k, v, 0), total, values), None
+
+    zero = jax.tree.map(lambda v: jnp.zeros(v.shape[1:], v.dtype), tree)
+    return jax.lax.scan(add, zero, (tree, keep))[0]
 
 
 def _pure(module):
@@ -158,10 +201,8 @@ def train(config, workdir, *, models=None, data=None, devices=None, log=print, e
     if jax.process_index() != 0:  # metrics and messages come from process 0
         log = lambda *a, **k: None  # noqa: E731
     devices = list(devices if devices is not None else jax.devices())
-    if config.batch_size % len(devices):
-        raise ValueError(
-            f'batch_size {config.batch_size} must be a multiple of the {len(devices)} devices'
-        )
+    exact = config.get('device_independent', True)
+    padded, rows = _process_rows(config.batch_size, len(devices), pad=exact)
     mesh = Mesh(np.array(devices), ('data',))
     batch_sharding = NamedSharding(mesh, P('data'))
     replicated = NamedSharding(mesh, P())
@@ -181,9 +222,39 @@ def train(config, workdir, *, models=None, data=None, devices=None, log=print, e
         loss, metrics = loss_fn(_merge(graphdef, template, p), fr, batch)
         return loss, metrics
 
-    @functools.partial(jax.jit, donate_argnums=(0, 1))
-    def train_step(params, opt_state, frozen, batch):
+    def example_loss(p, fr, example):  # one example as a batch of one
+        return loss_of(p, fr, jax.tree.map(lambda x: x[None], example))
+
+    # -> (loss, metrics, grads, {'sample': (rows, H, W, 3)} or {}, stop): the batch's means, and
+    # the largest stop request (a signal number, 0: none) of any device. Per device.
+    @functools.partial(
+        jax.shard_map,
+        mesh=mesh,
+        in_specs=(P(), P(), P('data'), P('data'), P('data')),
+        out_specs=(P(), P(), P(), P('data'), P()),
+        check_vma=False,  # the gathered sums are replicated: every device computes the same
+    )
+    def exact_grads(params, frozen, batch, weight, stop):
+        value_and_grad = jax.value_and_grad(example_loss, has_aux=True)
+        (loss, metrics), grads = jax.lax.map(lambda ex: value_and_grad(params, frozen, ex), batch)
+        samples = {'sample': metrics.pop('sample')} if 'sample' in metrics else {}
+        gathered = jax.lax.all_gather((loss, metrics, grads), 'data', tiled=True)
+        keep = jax.lax.all_gather(weight, 'data', tiled=True)
+        loss, metrics, grads = jax.tree.map(
+            lambda x: x / config.batch_size, _row_sum(gathered, keep)
+        )
+        return loss, metrics, grads, samples, jax.lax.pmax(stop, 'data')
+
+    def batched_grads(params, frozen, batch, weight, stop):  # XLA's data parallel step
         (loss, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(params, frozen, batch)
+        samples = {'sample': metrics.pop('sample')[None]} if 'sample' in metrics else {}
+        return loss, metrics, grads, samples, jnp.max(stop, keepdims=True)
+
+    grads_of = exact_grads if exact else batched_grads
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def train_step(params, opt_state, frozen, batch, weight, stop):
+        loss, metrics, grads, samples, stop = grads_of(params, frozen, batch, weight, stop)
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, new_opt = tx.update(grads, opt_state, params)
@@ -192,7 +263,9 @@ def train(config, workdir, *, models=None, data=None, devices=None, log=print, e
         params = jax.tree.map(keep, new_params, params)
         opt_state = jax.tree.map(keep, new_opt, opt_state)
         metrics = dict(metrics, loss=loss, grad_norm=grad_norm, skipped=~finite)
-        return params, opt_state, metrics
+        if samples:
+            metrics['sample'] = samples['sample'][0]
+        return params, opt_state, metrics, stop[0]
 
     os.makedirs(workdir, exist_ok=True)
     manager = ocp.CheckpointManager(
@@ -237,26 +310,58 @@ def train(config, workdir, *, models=None, data=None, devices=None, log=print, e
             id=wandb_cfg.get('run_id'),
         )
 
+    def save(force=False):
+        manager.save(
+            step,
+            args=ocp.args.StandardSave(
+                {
+                    'params': params,
+                    'opt_state': opt_state,
+                    'step': np.array(step, np.int64),
+                    'seed': np.array(config.seed, np.int64),
+                }
+            ),
+            force=force,
+        )
+
     history, skipped = [], 0
+    start, compiled = step, None
+    source_rows = rows % config.batch_size  # padding rows repeat real ones (and weigh nothing)
+    weight = jax.make_array_from_process_local_data(
+        batch_sharding, rows < config.batch_size, (padded,)
+    )
     t0 = time.perf_counter()
     while step < config.total_steps:
-        rows = _process_rows(config.batch_size)
+        if jax.process_count() == 1 and stopping.requested():
+            break  # several processes agree on the step to stop at through the step itself
         # One process takes the whole batch (a data source need not know about rows then).
-        share = {'rows': rows} if jax.process_count() > 1 else {}
+        share = {'rows': source_rows} if jax.process_count() > 1 else {}
         batch = data.sample(config.seed, step, config.batch_size, train_idx, **share)
+        if not share and padded != config.batch_size:
+            batch = {k: v[source_rows] for k, v in batch.items()}
         if config.head == 'openness' and config.get('augment', True):
-            batch = augment_openness(
-                batch, np.random.default_rng([config.seed, step, 1, rows.start])
-            )
+            # One generator per global row: the same draws however the batch is split.
+            rngs = [np.random.default_rng([config.seed, step, 1, int(r)]) for r in source_rows]
+            batch = augment_openness(batch, rngs)
         batch = {
-            k: jax.make_array_from_process_local_data(
-                batch_sharding, v, (config.batch_size,) + v.shape[1:]
-            )
+            k: jax.make_array_from_process_local_data(batch_sharding, v, (padded,) + v.shape[1:])
             for k, v in _batch_arrays(batch).items()
         }
-        params, opt_state, metrics = train_step(params, opt_state, frozen, batch)
-        step += 1
-        skipped += int(metrics['skipped'])
+        # This process's stop request (a signal number; 0: none), one entry per local device.
+        stop = jax.make_array_from_process_local_data(
+            batch_sharding,
+            np.full(mesh.local_mesh.size, stopping.requested() or 0, np.int32),
+            (len(devices),),
+        )
+        if compiled is None:  # compiling may take long: a stop request may cut it short
+            compiled = train_step.lower(params, opt_state, frozen, batch, weight, stop).compile()
+        with stopping.critical():  # a compiled step is short: a stop request lets it finish
+            params, opt_state, metrics, agreed = compiled(
+                params, opt_state, frozen, batch, weight, stop
+            )
+            step += 1
+            skipped += int(metrics['skipped'])
+            agreed = int(_host(agreed))
         if step % config.log_every == 0 or step == config.total_steps:
             scalars = {k: float(_host(v)) for k, v in metrics.items() if k != 'sample'}
             scalars.update(
@@ -283,24 +388,31 @@ def train(config, workdir, *, models=None, data=None, devices=None, log=print, e
 
                     payload['sample'] = wandb.Image(np.asarray(sample))
                 run.log(payload, step=step)
+        if agreed:  # some process was asked to stop: every process stops after this step
+            stopping.request(agreed)
+            break
         every = config.get('eval', {}).get('every', 0)
         if evaluate and every and step % every == 0 and step < config.total_steps:
             if jax.process_index() == 0:
-                scores = evaluate(step, jax.tree.map(_host, params))
-                log(f'step {step}: ' + ', '.join(f'{k} {v:.4g}' for k, v in scores.items()))
-                if run is not None:
-                    run.log(scores, step=step)
-        manager.save(
-            step,
-            args=ocp.args.StandardSave(
-                {
-                    'params': params,
-                    'opt_state': opt_state,
-                    'step': np.array(step, np.int64),
-                    'seed': np.array(config.seed, np.int64),
-                }
-            ),
-        )
+                try:
+                    scores = evaluate(step, jax.tree.map(_host, params))
+                except stopping.Stopped:
+                    scores = None  # the next step carries the request to every process
+                if scores is not None:
+                    log(f'step {step}: ' + ', '.join(f'{k} {v:.4g}' for k, v in scores.items()))
+                    if run is not None:
+                        run.log(scores, step=step)
+        save()  # orbax keeps every config.checkpoint_every'th
+    if stopping.requested() and step < config.total_steps:
+        with stopping.critical():  # a second signal cannot cut the save short
+            manager.wait_until_finished()
+            if step > start and manager.latest_step() != step:
+                save(force=True)
+            manager.wait_until_finished()
+        if step:
+            log(f'stopped after step {step}; the checkpoint of step {step} is saved (run the same '
+                'command again to resume from it)')  # fmt: skip
+        stopping.check()
     manager.wait_until_finished()
     final = os.path.abspath(os.path.join(workdir, 'final'))
     if jax.process_index() == 0:
