@@ -130,17 +130,22 @@ MOTION_CASES = {
 }
 
 
-@pytest.mark.parametrize('name', list(MOTION_CASES))
-def test_motion_option_reaches_the_keypoints(models, captured, media, name):
-    changes = MOTION_CASES[name]
+def _check_keypoints(models, captured, source, driving, name, changes):
+    """The entry's keypoints are the transcription's under `changes`, and each option under test
+    matters here: without it the keypoints would be elsewhere. Returns the result."""
     options = AnimateOptions(**changes)
-    result, plan = _run(models, captured, media['image'], media['driving'], options)
+    result, plan = _run(models, captured, source, driving, options)
     want = _transcribed(models, plan, options)
     np.testing.assert_allclose(result.x_d, want, rtol=0, atol=KEYPOINT_TOL)
-    # Each option of the case matters here: without it the keypoints would be elsewhere.
     for key, default in _under_test(name, changes).items():
         without = _transcribed(models, plan, options.replace(**{key: default}))
         assert np.abs(without - want).max() > MATTERS, f'{key} does not move the keypoints'
+    return result
+
+
+@pytest.mark.parametrize('name', list(MOTION_CASES))
+def test_motion_option_reaches_the_keypoints(models, captured, media, name):
+    _check_keypoints(models, captured, media['image'], media['driving'], name, MOTION_CASES[name])
 
 
 SOURCE_VIDEO_CASES = {
@@ -157,14 +162,8 @@ SOURCE_VIDEO_CASES = {
 @pytest.mark.parametrize('name', list(SOURCE_VIDEO_CASES))
 def test_source_video_option_reaches_the_keypoints(models, captured, media, name):
     changes = SOURCE_VIDEO_CASES[name]
-    options = AnimateOptions(**changes)
-    result, plan = _run(models, captured, media['video'], media['driving'], options)
+    result = _check_keypoints(models, captured, media['video'], media['driving'], name, changes)
     assert result.n_frames == 3  # the shorter input
-    want = _transcribed(models, plan, options)
-    np.testing.assert_allclose(result.x_d, want, rtol=0, atol=KEYPOINT_TOL)
-    for key, default in _under_test(name, changes).items():
-        without = _transcribed(models, plan, options.replace(**{key: default}))
-        assert np.abs(without - want).max() > MATTERS, f'{key} does not move the keypoints'
 
 
 def test_lip_array_is_the_image_driving_reference(models, captured, media):
